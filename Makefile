@@ -1,0 +1,77 @@
+# indexops developer entry points. Every target uses the tools in .venv, never global ones.
+PYTHON ?= python3
+
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tools that spawn other tools by name (ansible-lint -> ansible, tests -> ansible-playbook) find the venv's.
+WITH_VENV := PATH="$(CURDIR)/$(BIN):$$PATH"
+
+.DEFAULT_GOAL := help
+
+.PHONY: help venv sandbox sandbox-stop sandbox-status lint docs-check unit integration test demo clean
+
+help:
+	@echo "make venv          create .venv with the pinned tools (requirements-dev.txt)"
+	@echo "make sandbox       start the local PostgreSQL sandbox and seed indexops_demo (idempotent)"
+	@echo "make sandbox-stop  stop the sandbox"
+	@echo "make lint          ruff, yamllint, ansible-lint"
+	@echo "make docs-check    ansible-doc must render every module in library/"
+	@echo "make unit          unit tests (no database)"
+	@echo "make integration   integration and playbook tests (real PostgreSQL)"
+	@echo "make test          lint + docs-check + the whole pytest suite"
+	@echo "make demo          run playbooks/demo.yml against the sandbox"
+	@echo "make clean         stop sandbox servers, remove .venv, .sandbox and caches"
+
+venv: $(STAMP)
+
+# Reinstalls whenever a pin changes.
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { \
+	  echo "error: indexops needs Python >= 3.11, but $(PYTHON) is $$($(PYTHON) -V 2>&1)." >&2; \
+	  echo "       Run e.g. 'make PYTHON=python3.11 venv'." >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -r requirements-dev.txt
+	touch $(STAMP)
+
+sandbox: $(STAMP)
+	$(BIN)/python scripts/sandbox.py start
+
+sandbox-stop: $(STAMP)
+	$(BIN)/python scripts/sandbox.py stop
+
+sandbox-status: $(STAMP)
+	$(BIN)/python scripts/sandbox.py status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/yamllint -s .
+	$(WITH_VENV) $(BIN)/ansible-lint
+
+# Every module in library/ must render with ansible-doc (DOCUMENTATION, EXAMPLES, RETURN parse).
+docs-check: $(STAMP)
+	@set -e; for f in library/*.py; do \
+	  [ -e "$$f" ] || continue; \
+	  name=$$(basename "$$f" .py); \
+	  echo "ansible-doc $$name"; \
+	  out=$$(ANSIBLE_NOCOLOR=1 $(BIN)/ansible-doc -M library -t module "$$name") || { echo "error: ansible-doc failed for $$f" >&2; exit 1; }; \
+	  printf '%s\n' "$$out" | grep -q "^> MODULE $$name" || { \
+	    printf '%s\n' "$$out" >&2; echo "error: ansible-doc printed no DOCUMENTATION for $$f" >&2; exit 1; }; \
+	done
+
+unit: $(STAMP)
+	$(WITH_VENV) $(BIN)/pytest tests/unit
+
+integration: $(STAMP)
+	$(WITH_VENV) $(BIN)/pytest tests/integration tests/playbooks
+
+test: lint docs-check
+	$(WITH_VENV) $(BIN)/pytest tests
+
+demo: $(STAMP) sandbox
+	$(WITH_VENV) $(BIN)/ansible-playbook playbooks/demo.yml
+
+clean:
+	-[ -x $(BIN)/python ] && $(BIN)/python scripts/sandbox.py stop --all
+	rm -rf $(VENV) .sandbox .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

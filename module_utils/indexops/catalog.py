@@ -1,0 +1,157 @@
+"""Read-only catalog look-ups. Every join is by OID; names only ever appear as parameters."""
+
+from __future__ import annotations
+
+import psycopg2.extras
+
+TABLE = """
+SELECT c.oid, n.nspname AS schema, c.relname AS table, c.relkind,
+       pg_relation_size(c.oid) AS table_bytes, c.reltuples::bigint AS estimated_rows
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s
+"""
+
+COLUMNS = """
+SELECT a.attname FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+# Any relation of that name in the schema, so a clash with a table or sequence is reported too.
+RELATION = """
+SELECT c.oid, c.relkind, n.nspname AS schema, c.relname AS name,
+       i.indrelid AS table_oid, t.relname AS table, tn.nspname AS table_schema,
+       i.indisvalid AS valid, i.indisready AS ready, i.indislive AS live,
+       pg_catalog.pg_get_indexdef(c.oid) AS definition,
+       pg_catalog.pg_relation_size(c.oid) AS size_bytes,
+       ts.spcname AS tablespace,
+       (SELECT string_agg(con.conname, ', ') FROM pg_catalog.pg_constraint con
+         WHERE con.conindid = c.oid AND con.conrelid = i.indrelid) AS constraints
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+LEFT JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace
+WHERE n.nspname = %s AND c.relname = %s
+"""
+
+INDEX_BY_OID = "SELECT pg_catalog.pg_get_indexdef(%s::oid) AS definition"
+
+# Leftovers of REINDEX CONCURRENTLY: <name>_ccnew[N] / <name>_ccold[N], invalid, on the same table.
+CC_LEFTOVERS = """
+SELECT c.relname AS name, c.oid
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = %s AND NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$'
+  AND starts_with(%s, regexp_replace(c.relname, '_cc(new|old)[0-9]*$', ''))
+"""
+
+BUILDS = """
+SELECT p.pid, p.command, p.phase, p.relid, p.index_relid,
+       p.lockers_total, p.lockers_done, p.current_locker_pid,
+       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done,
+       p.partitions_total, p.partitions_done,
+       extract(epoch FROM now() - a.query_start)::float AS elapsed_s,
+       a.application_name
+FROM pg_catalog.pg_stat_progress_create_index p
+LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid
+WHERE p.index_relid = %s AND p.pid <> pg_catalog.pg_backend_pid()
+"""
+
+# Who stands in a build's way: sessions holding a lock on the table, and transactions that are
+# older than the build attempt (concurrent builds wait for those at each phase boundary).
+BLOCKERS = """
+SELECT DISTINCT ON (a.pid) a.pid, a.state, a.application_name,
+       left(a.query, 200) AS query, l.mode AS lock_mode,
+       extract(epoch FROM now() - a.xact_start)::float AS xact_age_s
+FROM pg_catalog.pg_stat_activity a
+LEFT JOIN pg_catalog.pg_locks l ON l.pid = a.pid AND l.granted AND l.relation = %s
+WHERE a.pid <> pg_catalog.pg_backend_pid() AND a.datname = current_database()
+  AND (l.pid IS NOT NULL OR (a.backend_xmin IS NOT NULL AND a.xact_start < now() - %s * interval '1 second')
+       OR (a.backend_xid IS NOT NULL AND a.xact_start < now() - %s * interval '1 second'))
+ORDER BY a.pid, l.mode IS NULL
+"""
+
+TABLESPACE_DEFAULT = """
+SELECT ts.spcname FROM pg_catalog.pg_database d
+JOIN pg_catalog.pg_tablespace ts ON ts.oid = d.dattablespace
+WHERE d.datname = current_database()
+"""
+
+# Session-level advisory lock keyed on the table: (indexops namespace, table OID).
+ADVISORY_TRY = "SELECT pg_catalog.pg_try_advisory_lock(%s::int, %s::int) AS got"
+ADVISORY_UNLOCK = "SELECT pg_catalog.pg_advisory_unlock(%s::int, %s::int)"
+ADVISORY_HOLDER = """
+SELECT a.pid, a.application_name, a.client_addr::text AS client_addr, a.usename,
+       extract(epoch FROM now() - a.backend_start)::float AS connected_s, left(a.query, 200) AS query
+FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 2
+"""
+
+# pg_advisory_lock(int, int) keys: classid = first key, objid = second; objsubid = 2 marks the
+# two-int form. The first key is fixed for indexops so it cannot collide with the application's.
+ADVISORY_NAMESPACE = 0x1D0E7  # "indexops"
+
+
+def fetch_one(conn, query, params=()):
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(query, params)
+        row = cur.fetchone()
+        return dict(row) if row else None
+
+
+def fetch_all(conn, query, params=()):
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(query, params)
+        return [dict(row) for row in cur.fetchall()]
+
+
+def server_version_num(conn):
+    return int(fetch_one(conn, "SELECT current_setting('server_version_num') AS v")["v"])
+
+
+def table(conn, schema, name):
+    return fetch_one(conn, TABLE, (schema, name))
+
+
+def column_names(conn, table_oid):
+    return {row["attname"] for row in fetch_all(conn, COLUMNS, (table_oid,))}
+
+
+def relation(conn, schema, name):
+    return fetch_one(conn, RELATION, (schema, name))
+
+
+def builds_of(conn, index_oid):
+    return fetch_all(conn, BUILDS, (index_oid,))
+
+
+def cc_leftovers(conn, table_oid, index_name):
+    return fetch_all(conn, CC_LEFTOVERS, (table_oid, index_name))
+
+
+def blockers(conn, table_oid, older_than_s):
+    return fetch_all(conn, BLOCKERS, (table_oid, older_than_s, older_than_s))
+
+
+def default_tablespace(conn):
+    return fetch_one(conn, TABLESPACE_DEFAULT)["spcname"]
+
+
+def advisory_key(table_oid):
+    """The two int4 keys for a table: OIDs above 2^31 wrap to negative, as int4 does."""
+    second = table_oid - 2**32 if table_oid >= 2**31 else table_oid
+    return ADVISORY_NAMESPACE, second
+
+
+def try_advisory_lock(conn, table_oid):
+    return fetch_one(conn, ADVISORY_TRY, advisory_key(table_oid))["got"]
+
+
+def advisory_unlock(conn, table_oid):
+    fetch_one(conn, ADVISORY_UNLOCK, advisory_key(table_oid))
+
+
+def advisory_holder(conn, table_oid):
+    return fetch_one(conn, ADVISORY_HOLDER, (ADVISORY_NAMESPACE, table_oid))

@@ -1,0 +1,62 @@
+"""Connection options shared by every indexops module, and the one way to connect."""
+
+from __future__ import annotations
+
+try:
+    import psycopg2
+
+    HAS_PSYCOPG2 = True
+except ImportError:  # reported by the module through missing_required_lib
+    HAS_PSYCOPG2 = False
+
+from ansible.module_utils.indexops.errors import IndexOpsError
+
+
+def connection_argument_spec():
+    """Options every module accepts; unset ones fall back to libpq's PG* variables and .pgpass."""
+    return {
+        "login_host": {"type": "str", "aliases": ["host"]},
+        "login_port": {"type": "int", "aliases": ["port"]},
+        "login_user": {"type": "str", "aliases": ["user"]},
+        "login_password": {"type": "str", "no_log": True},
+        "login_unix_socket": {"type": "str"},
+        "db": {"type": "str", "aliases": ["database"]},
+        "ssl_mode": {"type": "str", "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]},
+        "connect_timeout": {"type": "int", "default": 10},
+    }
+
+
+# module option -> libpq keyword
+LIBPQ_KEYWORDS = {
+    "login_host": "host",
+    "login_port": "port",
+    "login_user": "user",
+    "login_password": "password",
+    "db": "dbname",
+    "ssl_mode": "sslmode",
+    "connect_timeout": "connect_timeout",
+}
+
+
+def connect_kwargs(params, application_name):
+    kwargs = {key: params[opt] for opt, key in LIBPQ_KEYWORDS.items() if params.get(opt) not in (None, "")}
+    if params.get("login_unix_socket"):
+        kwargs["host"] = params["login_unix_socket"]
+    # PostgreSQL keeps 63 bytes of application_name; cut on a character boundary.
+    kwargs["application_name"] = application_name.encode("utf-8")[:63].decode("utf-8", "ignore")
+    return kwargs
+
+
+def connect(params, application_name):
+    """An autocommit connection: CONCURRENTLY statements cannot run inside a transaction."""
+    try:
+        conn = psycopg2.connect(**connect_kwargs(params, application_name))
+    except psycopg2.OperationalError as exc:
+        raise IndexOpsError(
+            f"could not connect to PostgreSQL: {str(exc).strip()}",
+            expected="a reachable server and valid login_* options, PG* variables or .pgpass entry",
+            hint="Nothing was changed; running again is safe once the server is reachable.",
+            retry_safe=True,
+        ) from None
+    conn.autocommit = True
+    return conn

@@ -1,0 +1,493 @@
+"""One pg_index run: inspect the target, decide, and carry out the plan safely.
+
+The job is deliberately linear: connect -> guard the server -> find the table -> take the
+per-table job lock -> inspect -> plan a list of steps -> (check mode stops here) -> run each step
+under lock_timeout with retries -> verify. Each state (present/absent/rebuilt) only builds a plan.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import psycopg2
+
+from ansible.module_utils.indexops import catalog, compare, sqlcompose
+from ansible.module_utils.indexops.errors import RERUN_SAFE, IndexOpsError, input_error
+from ansible.module_utils.indexops.progress import percent_done
+from ansible.module_utils.indexops.retry import RetryBudgetExhausted, RetryCounter, backoff_delays, run_with_retries
+from ansible.module_utils.indexops.spec import duration_seconds
+
+MIN_SERVER = 140000
+# PostgreSQL 14.0-14.3 could corrupt indexes built or rebuilt CONCURRENTLY (fixed in 14.4).
+CONCURRENT_BROKEN = range(140000, 140004)
+NULLS_NOT_DISTINCT_SINCE = 150000
+SHADOW_TABLE = "indexops_shadow"
+SHADOW_INDEX = "indexops_shadow_idx"
+REPLACEMENT_SUFFIX = "_indexops_new"
+WAIT_POLL_S = 1.0
+LEFT_BEHIND = "The invalid index it left was dropped, so nothing is left behind"
+
+
+@dataclass
+class Safety:
+    """The safety options of one run, already validated."""
+
+    concurrently: bool = True
+    lock_timeout: str = "1s"
+    lock_retries: int = 5
+    retry_delay_s: float = 0.5
+    retry_max_delay_s: float = 30.0
+    statement_timeout: str | None = None
+    on_invalid: str = "rebuild"
+    on_mismatch: str = "fail"
+    maintenance_work_mem: str | None = None
+    max_parallel_maintenance_workers: int | None = None
+    analyze: bool = False
+    wait: bool = False
+    wait_timeout_s: float = 600.0
+    job_lock_timeout_s: float = 30.0
+
+    @property
+    def lock_timeout_s(self):
+        return duration_seconds(self.lock_timeout, "lock_timeout")
+
+    def session_settings(self):
+        """GUCs set on every connection that runs DDL."""
+        settings = {"lock_timeout": self.lock_timeout, "statement_timeout": self.statement_timeout or "0"}
+        if self.maintenance_work_mem:
+            settings["maintenance_work_mem"] = self.maintenance_work_mem
+        if self.max_parallel_maintenance_workers is not None:
+            settings["max_parallel_maintenance_workers"] = str(self.max_parallel_maintenance_workers)
+        return settings
+
+
+@dataclass
+class Step:
+    """One DDL statement of a plan; ``cleanup`` names the invalid index a failure would leave."""
+
+    statement: object
+    cleanup: str | None = None
+    cleanup_cc_of: str | None = None
+
+
+@dataclass
+class Plan:
+    action: str
+    steps: list = field(default_factory=list)
+    before: str = ""
+    after: str = ""
+
+
+def replacement_name(name):
+    """A temporary name for the replacement index that still fits in 63 bytes."""
+    room = 63 - len(REPLACEMENT_SUFFIX)
+    return name.encode("utf-8")[:room].decode("utf-8", "ignore") + REPLACEMENT_SUFFIX
+
+
+def describe_build(row):
+    return (f"pid {row['pid']} ({row.get('application_name') or 'unknown client'}) is running {row['command']}, "
+            f"phase '{row['phase']}', {percent_done(row)}% done")
+
+
+def describe_blocker(row):
+    age = f", transaction open {row['xact_age_s']:.0f}s" if row.get("xact_age_s") is not None else ""
+    lock = f", holds {row['lock_mode']}" if row.get("lock_mode") else ""
+    return f"pid {row['pid']} ({row.get('state') or 'unknown'}{age}{lock}): {row.get('query') or ''}".strip()
+
+
+def guard_server(version, *, concurrent, nulls_not_distinct=False):
+    """Refuse servers that are too old, or known to corrupt concurrent builds."""
+    if version < MIN_SERVER:
+        raise IndexOpsError(f"the server runs PostgreSQL {version}, older than 14",
+                            expected="PostgreSQL 14.4 or newer", hint="Nothing was changed.")
+    if concurrent and version in CONCURRENT_BROKEN:
+        raise IndexOpsError(
+            f"the server runs PostgreSQL {version}; 14.0-14.3 can silently corrupt indexes built CONCURRENTLY",
+            expected="PostgreSQL 14.4 or newer (upgrade the minor version first)", hint="Nothing was changed.")
+    if nulls_not_distinct and version < NULLS_NOT_DISTINCT_SINCE:
+        raise input_error(f"nulls_not_distinct needs PostgreSQL 15 or newer; the server runs {version}",
+                          "nulls_not_distinct: false on PostgreSQL 14")
+
+
+class IndexJob:
+    def __init__(self, connect, safety, *, check_mode=False, rng=None, sleep=time.sleep):
+        self.connect = connect
+        self.safety = safety
+        self.check_mode = check_mode
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.conn = None
+        self.counter = RetryCounter()
+        self.statements = []
+        self.started = time.monotonic()
+        self.table_row = None
+        self.locked = False
+
+    # ----------------------------------------------------------------- entry points per state
+    def state_present(self, spec):
+        self.open(concurrent=self.safety.concurrently, nulls_not_distinct=spec.nulls_not_distinct)
+        self.table_row = self.require_table(spec.schema, spec.table)
+        self.require_columns(spec.referenced_columns)
+        self.lock_table()
+        wanted = self.canonical_definition(spec)
+        existing = self.existing_index(spec.schema, spec.name)
+        plan = self.plan_present(spec, existing, wanted)
+        return self.finish(plan, spec.schema, spec.name)
+
+    def state_absent(self, name, schema, table):
+        self.open(concurrent=self.safety.concurrently)
+        existing = self.existing_index(schema, name, table=table)
+        if existing is None:
+            return self.finish(Plan("none"), schema, name)
+        self.table_row = self.require_table(existing["table_schema"], existing["table"])
+        self.lock_table()
+        existing = self.existing_index(schema, name, table=table)
+        plan = self.plan_absent(existing, schema, name)
+        return self.finish(plan, schema, name)
+
+    def state_rebuilt(self, name, schema, table):
+        self.open(concurrent=self.safety.concurrently)
+        existing = self.existing_index(schema, name, table=table)
+        if existing is None:
+            raise input_error(f"index {schema}.{name} does not exist, so it cannot be rebuilt",
+                              "an existing index; use state: present to create it")
+        self.table_row = self.require_table(existing["table_schema"], existing["table"])
+        self.lock_table()
+        existing = self.existing_index(schema, name, table=table)
+        plan = self.plan_rebuilt(existing, schema, name)
+        return self.finish(plan, schema, name)
+
+    # ----------------------------------------------------------------- planning
+    def plan_present(self, spec, existing, wanted):
+        after = compare.render(wanted, name=spec.name, schema=spec.schema, table=spec.table)
+        create = Step(sqlcompose.create_index(spec, concurrently=self.safety.concurrently), cleanup=spec.name)
+        if existing is None:
+            return Plan("created", [create, *self.analyze_steps(spec)], "", after)
+        before = compare.render(existing["definition"], name=spec.name, schema=spec.schema, table=spec.table)
+        if not (existing["valid"] and existing["ready"]):
+            if self.wait_or_refuse_if_building(existing):
+                return self.plan_present(spec, self.existing_index(spec.schema, spec.name), wanted)
+            if self.safety.on_invalid == "fail":
+                raise IndexOpsError(
+                    f"index {spec.schema}.{spec.name} exists but is INVALID (a failed or cancelled build) "
+                    "and on_invalid is fail",
+                    expected="a valid index, or on_invalid: rebuild to drop and build it again",
+                    hint="Nothing was changed. Rerun with on_invalid: rebuild, or drop it with state: absent.")
+            drop = Step(sqlcompose.drop_index(spec.schema, spec.name, concurrently=self.safety.concurrently))
+            return Plan("repaired_invalid", [drop, create, *self.analyze_steps(spec)], before, after)
+        if self.matches(spec, existing, wanted):
+            return Plan("none", [], before, after)
+        if self.safety.on_mismatch == "fail":
+            raise IndexOpsError(
+                f"index {spec.schema}.{spec.name} exists with a different definition. "
+                f"Existing: {before}. Wanted: {after}",
+                expected="the same definition, or on_mismatch: replace to rebuild it concurrently",
+                hint="Nothing was changed. Fix the spec, or rerun with on_mismatch: replace.",
+                before=before, after=after)
+        self.refuse_constraint_index(existing, "replace")
+        return Plan("replaced", self.replace_steps(spec), before, after)
+
+    def replace_steps(self, spec):
+        temp = replacement_name(spec.name)
+        steps = []
+        leftover = self.existing_index(spec.schema, temp)
+        if leftover is not None:
+            self.wait_or_refuse_if_building(leftover)
+            steps.append(Step(sqlcompose.drop_index(spec.schema, temp, concurrently=self.safety.concurrently)))
+        return [
+            *steps,
+            Step(sqlcompose.create_index(spec, name=temp, concurrently=self.safety.concurrently), cleanup=temp),
+            Step(sqlcompose.drop_index(spec.schema, spec.name, concurrently=self.safety.concurrently)),
+            Step(sqlcompose.rename_index(spec.schema, temp, spec.name)),
+            *self.analyze_steps(spec),
+        ]
+
+    def plan_absent(self, existing, schema, name):
+        if existing is None:
+            return Plan("none")
+        self.wait_or_refuse_if_building(existing)
+        self.refuse_constraint_index(existing, "drop")
+        self.refuse_partitioned_concurrently(existing, "DROP INDEX CONCURRENTLY")
+        before = compare.render(existing["definition"], name=name, schema=schema, table=existing["table"])
+        drop = Step(sqlcompose.drop_index(schema, name, concurrently=self.safety.concurrently))
+        return Plan("dropped", [drop], before, "")
+
+    def plan_rebuilt(self, existing, schema, name):
+        self.wait_or_refuse_if_building(existing)
+        steps = []
+        for leftover in catalog.cc_leftovers(self.conn, existing["table_oid"], name):
+            if catalog.builds_of(self.conn, leftover["oid"]):
+                continue  # another REINDEX is using it; never drop what someone is building
+            steps.append(Step(sqlcompose.drop_index(schema, leftover["name"], concurrently=self.safety.concurrently)))
+        reindex = sqlcompose.reindex_index(schema, name, concurrently=self.safety.concurrently)
+        steps.append(Step(reindex, cleanup_cc_of=name))
+        definition = compare.render(existing["definition"], name=name, schema=schema, table=existing["table"])
+        return Plan("rebuilt", steps, definition, definition)
+
+    def analyze_steps(self, spec):
+        return [Step(sqlcompose.analyze_table(spec.schema, spec.table))] if self.safety.analyze else []
+
+    def matches(self, spec, existing, wanted):
+        where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
+        same_table = existing["table_oid"] == self.table_row["oid"]
+        wanted_space = spec.tablespace or catalog.default_tablespace(self.conn)
+        actual_space = existing["tablespace"] or catalog.default_tablespace(self.conn)
+        return same_table and wanted_space == actual_space and compare.same_definition(
+            existing["definition"], wanted, **where)
+
+    # ----------------------------------------------------------------- carrying out a plan
+    def finish(self, plan, schema, name):
+        sql_text = [step.statement.as_string(self.conn) for step in plan.steps]
+        if not self.check_mode:
+            for step in plan.steps:
+                self.run_step(step, schema)
+        final = self.existing_index(schema, name)  # in check mode: the index as it is now
+        if not self.check_mode and plan.steps and plan.action != "dropped" and not (final and final["valid"]):
+            raise IndexOpsError(f"index {schema}.{name} is not valid after {plan.action}",
+                                expected="a valid index", hint="Run pg_index_status and the cleanup playbook.")
+        self.release()
+        return {
+            "changed": bool(plan.steps),
+            "action": plan.action,
+            "sql": sql_text,
+            "definition": (final or {}).get("definition", ""),
+            "valid": bool(final and final["valid"]),
+            "size_bytes": (final or {}).get("size_bytes", 0) or 0,
+            "duration_s": round(time.monotonic() - self.started, 3),
+            "attempts": self.counter.attempts,
+            "lock_wait_s": round(self.counter.lock_wait_s, 3),
+            "diff": {"before": plan.before + "\n" if plan.before else "",
+                     "after": plan.after + "\n" if plan.after else ""},
+            "schema": schema,
+            "name": name,
+            "table": (self.table_row or {}).get("table"),
+        }
+
+    def run_step(self, step, schema):
+        delays = backoff_delays(self.safety.lock_retries, self.safety.retry_delay_s, self.safety.retry_max_delay_s,
+                                self.rng)
+
+        def attempt():
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute(step.statement)
+            except psycopg2.Error as exc:
+                self.clean_up_after(step, schema)
+                raise exc
+            self.statements.append(step.statement.as_string(self.conn))
+
+        try:
+            run_with_retries(attempt, delays, self.counter, sleep=self.sleep)
+        except RetryBudgetExhausted as exc:
+            raise self.budget_error(step, exc) from None
+        except psycopg2.Error as exc:
+            raise self.ddl_error(step, exc) from None
+
+    def clean_up_after(self, step, schema):
+        """A failed CONCURRENTLY build leaves an invalid index; drop it before reporting."""
+        if self.conn.closed:
+            self.conn = self.connect()
+            self.apply_settings()
+        if step.cleanup:
+            leftover = self.existing_index(schema, step.cleanup)
+            if leftover and not leftover["valid"] and not catalog.builds_of(self.conn, leftover["oid"]):
+                self.drop_quietly(schema, step.cleanup)
+        if step.cleanup_cc_of and self.table_row:
+            for leftover in catalog.cc_leftovers(self.conn, self.table_row["oid"], step.cleanup_cc_of):
+                if not catalog.builds_of(self.conn, leftover["oid"]):
+                    self.drop_quietly(schema, leftover["name"])
+
+    def drop_quietly(self, schema, name):
+        """Cleanup gets its own retries; if even that fails, say exactly what is left."""
+        statement = sqlcompose.drop_index(schema, name, concurrently=self.safety.concurrently)
+        delays = backoff_delays(self.safety.lock_retries, self.safety.retry_delay_s, self.safety.retry_max_delay_s,
+                                self.rng)
+
+        def attempt():
+            with self.conn.cursor() as cur:
+                cur.execute(statement)
+
+        try:
+            run_with_retries(attempt, delays, RetryCounter(), sleep=self.sleep)
+        except (RetryBudgetExhausted, psycopg2.Error) as exc:
+            raise IndexOpsError(
+                f"the build failed and its invalid index {schema}.{name} could not be dropped ({exc})",
+                expected="the leftover to be dropped",
+                hint=f"Drop it by hand: {statement.as_string(self.conn)}") from None
+        self.statements.append(statement.as_string(self.conn))
+
+    def budget_error(self, step, exc):
+        blockers = catalog.blockers(self.conn, self.table_row["oid"], self.safety.lock_timeout_s)
+        who = "; ".join(describe_blocker(row) for row in blockers[:3]) or "no blocking session is visible any more"
+        return IndexOpsError(
+            f"could not get the locks for `{step.statement.as_string(self.conn)}` within lock_timeout "
+            f"{self.safety.lock_timeout} in {exc.attempts} attempts ({exc.lock_wait_s:.1f}s waited). "
+            f"Waiting on: {who}",
+            expected="the conflicting transactions to finish within the retry budget",
+            hint=RERUN_SAFE + " Rerun when they finish, or raise lock_retries.",
+            retry_safe=True, blockers=blockers)
+
+    def ddl_error(self, step, exc):
+        code = getattr(exc, "pgcode", None)
+        statement = step.statement.as_string(self.conn)
+        diag = getattr(exc, "diag", None)
+        detail = getattr(diag, "message_detail", None) if diag else None
+        message = (getattr(diag, "message_primary", None) if diag else None) or str(exc).strip()
+        left = LEFT_BEHIND if step.cleanup or step.cleanup_cc_of else "Nothing was left behind"
+        if code == "23505":
+            return IndexOpsError(
+                f"`{statement}` failed: {message}. {detail or ''} {left}".strip(),
+                expected="no duplicate keys for a unique index",
+                hint="Remove the duplicates (or drop unique), then run again.", sqlstate=code, detail=detail)
+        if code == "57014":
+            return IndexOpsError(
+                f"`{statement}` was cancelled: {message}. {left}",
+                expected=f"the build to finish within statement_timeout {self.safety.statement_timeout or 'none'}",
+                hint="Running again is safe; raise statement_timeout if it was the timeout.",
+                retry_safe=True, sqlstate=code)
+        if code in ("57P01", "57P02", "57P03") or code is None:
+            return IndexOpsError(
+                f"the session running `{statement}` was terminated or lost its connection ({message}). {left}",
+                expected="the session to run until the statement finished",
+                hint="Running again is safe.", retry_safe=True, sqlstate=code)
+        return IndexOpsError(
+            f"PostgreSQL refused `{statement}`: {message} (SQLSTATE {code}). {detail or ''} {left}".strip(),
+            expected="a statement the server accepts", hint="Fix the cause above, then run again.", sqlstate=code)
+
+    # ----------------------------------------------------------------- inspection and guards
+    def open(self, *, concurrent, nulls_not_distinct=False):
+        self.conn = self.connect()
+        self.server_version = catalog.server_version_num(self.conn)
+        guard_server(self.server_version, concurrent=concurrent, nulls_not_distinct=nulls_not_distinct)
+        self.apply_settings()
+
+    def apply_settings(self):
+        with self.conn.cursor() as cur:
+            for name, value in self.safety.session_settings().items():
+                try:
+                    cur.execute(sqlcompose.SET_CONFIG, (name, str(value)))
+                except psycopg2.Error as exc:
+                    raise input_error(f"{name} {value!r} was refused by the server: {str(exc).strip()}",
+                                      f"a valid value for {name}") from None
+
+    def require_table(self, schema, name):
+        row = catalog.table(self.conn, schema, name)
+        if row is None or row["relkind"] not in ("r", "p", "m"):
+            raise input_error(f"table {schema}.{name} does not exist in database {self.conn.info.dbname}",
+                              "an existing table (check table, schema and db)")
+        if row["relkind"] == "p" and self.safety.concurrently:
+            raise input_error(
+                f"{schema}.{name} is a partitioned table; PostgreSQL cannot build or drop its indexes CONCURRENTLY",
+                "an index per partition, or concurrently: false (which blocks writes for the whole build)")
+        return row
+
+    def require_columns(self, names):
+        present = catalog.column_names(self.conn, self.table_row["oid"])
+        missing = [name for name in names if name not in present]
+        if missing:
+            table = f"{self.table_row['schema']}.{self.table_row['table']}"
+            raise input_error(f"column {missing[0]!r} does not exist in table {table}",
+                              f"columns of {table}: {', '.join(sorted(present))}")
+
+    def existing_index(self, schema, name, table=None):
+        row = catalog.relation(self.conn, schema, name)
+        if row is None:
+            return None
+        if row["relkind"] not in ("i", "I"):
+            raise input_error(f"{schema}.{name} exists and is not an index (relkind {row['relkind']})",
+                              "a name no other table, view or sequence uses")
+        on_other_table = self.table_row and row["table_oid"] != self.table_row["oid"]
+        other_table = on_other_table or (table and row["table"] != table)
+        if other_table:
+            wanted = table or self.table_row["table"]
+            raise input_error(f"index {schema}.{name} exists on table {row['table_schema']}.{row['table']}",
+                              f"the index on table {wanted}; index names are unique per schema")
+        return row
+
+    def canonical_definition(self, spec):
+        """Build the spec on an empty temporary copy of the table and read back its definition.
+
+        The server itself validates the spec (opclasses, collations, immutability, types) and
+        renders it exactly as pg_get_indexdef renders the existing index. Everything happens in a
+        transaction that is rolled back and touches no object of the target.
+        """
+        self.conn.autocommit = False
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sqlcompose.shadow_table(spec.schema, spec.table, SHADOW_TABLE))
+                cur.execute(sqlcompose.create_index(spec, name=SHADOW_INDEX, relation=("pg_temp", SHADOW_TABLE),
+                                                    concurrently=False, tablespace=False))
+                cur.execute("SELECT pg_catalog.pg_get_indexdef(pg_catalog.to_regclass(%s))",
+                            (f"pg_temp.{SHADOW_INDEX}",))
+                return cur.fetchone()[0]
+        except psycopg2.Error as exc:
+            message = (exc.diag.message_primary if exc.diag else None) or str(exc).strip()
+            raise input_error(f"PostgreSQL rejected the index definition: {message}",
+                              "a definition the server accepts (check opclass, collation, functions and types)"
+                              ) from None
+        finally:
+            self.conn.rollback()
+            self.conn.autocommit = True
+
+    def wait_or_refuse_if_building(self, existing):
+        """Never touch an index another session is building: wait for it, or say who it is."""
+        deadline = time.monotonic() + self.safety.wait_timeout_s
+        waited = False
+        while True:
+            builds = catalog.builds_of(self.conn, existing["oid"])
+            if not builds:
+                return waited
+            if not self.safety.wait or time.monotonic() >= deadline:
+                after = " after waiting wait_timeout" if self.safety.wait else ""
+                raise IndexOpsError(
+                    f"index {existing['schema']}.{existing['name']} is being built by another session{after}: "
+                    f"{describe_build(builds[0])}",
+                    expected="no other session building this index",
+                    hint="Nothing was changed. Rerun with wait: true, or after that build ends.",
+                    retry_safe=True, build=builds[0])
+            self.sleep(WAIT_POLL_S)
+            waited = True
+
+    def refuse_constraint_index(self, existing, verb):
+        if existing.get("constraints"):
+            raise input_error(
+                f"index {existing['schema']}.{existing['name']} backs constraint {existing['constraints']}, "
+                f"so pg_index will not {verb} it",
+                "an index that no PRIMARY KEY, UNIQUE or EXCLUDE constraint uses (change the constraint instead)")
+
+    def refuse_partitioned_concurrently(self, existing, what):
+        if existing["relkind"] == "I" and self.safety.concurrently:
+            raise input_error(f"{existing['schema']}.{existing['name']} is a partitioned index; "
+                              f"PostgreSQL does not support {what} on it",
+                              "concurrently: false, which blocks writes while it runs")
+
+    # ----------------------------------------------------------------- one job per table
+    def lock_table(self):
+        """Session advisory lock on the table: a second indexops job waits, then names the holder."""
+        if self.check_mode:
+            return
+        oid = self.table_row["oid"]
+        deadline = time.monotonic() + self.safety.job_lock_timeout_s
+        while not catalog.try_advisory_lock(self.conn, oid):
+            if time.monotonic() >= deadline:
+                holder = catalog.advisory_holder(self.conn, oid) or {}
+                raise IndexOpsError(
+                    f"another indexops job holds table {self.table_row['schema']}.{self.table_row['table']}: "
+                    f"pid {holder.get('pid')} ({holder.get('application_name')}, user {holder.get('usename')}, "
+                    f"from {holder.get('client_addr') or 'local socket'})",
+                    expected=f"no other job on this table within job_lock_timeout {self.safety.job_lock_timeout_s:g}s",
+                    hint="Nothing was changed; run again when that job ends.", retry_safe=True, holder=holder)
+            self.sleep(WAIT_POLL_S)
+        self.locked = True
+
+    def release(self):
+        if self.conn is not None and not self.conn.closed:
+            if self.locked:
+                catalog.advisory_unlock(self.conn, self.table_row["oid"])
+                self.locked = False
+
+    def close(self):
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close()

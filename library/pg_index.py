@@ -35,18 +35,18 @@ options:
     choices: [present, absent, rebuilt]
     default: present
   name:
-    description: Index name, at most 63 bytes. No quotes, semicolons, backslashes or comment markers.
+    description:
+      - Index name, at most 63 bytes. No quotes, semicolons, backslashes or comment markers.
+      - Required unless O(definition) names the index.
     type: str
-    required: true
   table:
     description:
       - Table the index is on, optionally schema-qualified (V(sales.orders)).
       - Required for O(state=present). For V(absent) and V(rebuilt) it is checked when given.
     type: str
   schema:
-    description: Schema of the table and the index, when O(table) is not qualified.
+    description: Schema of the table and the index, when O(table) is not qualified. Unset means V(public).
     type: str
-    default: public
   columns:
     description:
       - Key columns, in order. Each item is a column name, or a mapping with O(columns[].name) or
@@ -169,6 +169,28 @@ options:
     description: Run C(ANALYZE) on the table after building (useful for expression indexes).
     type: bool
     default: false
+  definition:
+    description:
+      - A whole C(CREATE INDEX) statement as C(pg_get_indexdef) prints it, instead of O(columns),
+        O(include), O(where), O(method), O(unique), O(nulls_not_distinct), O(storage) and
+        O(tablespace). Used to recreate a dropped index exactly from the ledger.
+      - It is parsed with pglast and turned into those options, so it passes the same validation;
+        the statement that runs is composed anew (and CONCURRENTLY).
+    type: str
+  expected:
+    description:
+      - Promises of a change file, checked after the operation; the run fails when one is not met
+        (the index is left as it is). Keys are V(valid) (bool), V(max_duration) (e.g. V(10min)),
+        V(max_size) (e.g. V(500MB)) and V(plan_uses_index) (a SELECT whose C(EXPLAIN), never
+        executed, must use the index).
+    type: dict
+  ledger:
+    description:
+      - Record the job in the target's ledger (table C(indexops.jobs), created on first use) as
+        running before any DDL and as succeeded or failed afterwards.
+      - Keys are V(change_id), V(spec_digest), V(kind) (apply, rehearse or rollback),
+        V(environment), V(owner), V(rollback_note), V(operator), V(override_reason).
+    type: dict
   login_host:
     description: Host of the server; unset uses C(PGHOST) or the local socket.
     type: str
@@ -325,6 +347,23 @@ lock_wait_s:
   description: Seconds lost to lock waits, failed attempts plus the backoff between them.
   returned: always
   type: float
+definition_before:
+  description: C(pg_get_indexdef) before the run; empty when there was no index.
+  returned: always
+  type: str
+expectations:
+  description: Each of O(expected) with what was observed and whether it was met.
+  returned: always
+  type: list
+  elements: dict
+table_bytes:
+  description: Size of the table's main fork, for scaling durations between environments.
+  returned: when the table is known
+  type: int
+table_rows_estimate:
+  description: The planner's row estimate for the table (C(pg_class.reltuples)).
+  returned: when the table is known
+  type: int
 diff:
   description: Index definition before and after.
   returned: when diff mode is on
@@ -360,18 +399,19 @@ from ansible.module_utils.indexops.fragments import HAS_PGLAST
 
 if HAS_PSYCOPG2 and HAS_PGLAST:
     from ansible.module_utils.indexops.index_job import IndexJob, Safety
-    from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds
+    from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds, params_from_definition
 
-COLUMN_OPTIONS = ("name", "expression", "opclass", "collation", "order", "nulls")
+# Options a whole `definition` replaces.
+DEFINITION_OPTIONS = ("columns", "include", "where", "method", "unique", "nulls_not_distinct", "storage", "tablespace")
 
 
 def argument_spec():
     spec = connection_argument_spec()
     spec.update(
         state={"type": "str", "choices": ["present", "absent", "rebuilt"], "default": "present"},
-        name={"type": "str", "required": True},
+        name={"type": "str"},
         table={"type": "str"},
-        schema={"type": "str", "default": "public"},
+        schema={"type": "str"},
         columns={"type": "list", "elements": "raw"},
         include={"type": "list", "elements": "str", "default": []},
         where={"type": "str"},
@@ -394,6 +434,9 @@ def argument_spec():
         maintenance_work_mem={"type": "str"},
         max_parallel_maintenance_workers={"type": "int"},
         analyze={"type": "bool", "default": False},
+        definition={"type": "str"},
+        expected={"type": "dict"},
+        ledger={"type": "dict"},
     )
     return spec
 
@@ -417,24 +460,50 @@ def safety_from(params):
     )
 
 
+def spec_params(params):
+    """The spec options, taken from `definition` when one is given."""
+    if not params["definition"]:
+        return params
+    parsed = params_from_definition(params["definition"])
+    for key in ("name", "table"):
+        given = params[key]
+        if given and given != parsed[key] and given != parsed[key].split(".")[-1]:
+            raise IndexOpsError(f"{key} is {given!r} but definition says {parsed[key]!r}",
+                                expected=f"{key} omitted or equal to the definition's")
+    return {**params, **parsed, "schema": None}
+
+
 def run(module):
-    params = module.params
+    params = spec_params(module.params)
     safety = safety_from(params)
-    job = IndexJob(lambda: connect(params, f"indexops/{params['name']}"), safety, check_mode=module.check_mode)
+    job = IndexJob(lambda: connect(params, f"indexops/{params['name']}"), safety, check_mode=module.check_mode,
+                   ledger=params["ledger"], expected=params["expected"])
     try:
         if params["state"] == "present":
-            return job.state_present(build_spec(params))
+            spec = build_spec(params)
+            return guarded(job, spec.schema, spec.name, lambda: job.state_present(spec))
         name, schema, table = build_target(params)
         handler = job.state_absent if params["state"] == "absent" else job.state_rebuilt
-        return handler(name, schema, table)
+        return guarded(job, schema, name, lambda: handler(name, schema, table))
     finally:
         job.close()
+
+
+def guarded(job, schema, name, call):
+    """Run one state; a refusal is still written to the ledger before it is reported."""
+    try:
+        return call()
+    except IndexOpsError as exc:
+        job.record_refusal(exc, schema, name)
+        raise
 
 
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        required_if=[("state", "present", ("table", "columns"))],
+        required_if=[("state", "present", ("columns", "definition"), True)],
+        mutually_exclusive=[("definition", option) for option in DEFINITION_OPTIONS],
+        required_one_of=[("name", "definition")],
         supports_check_mode=True,
     )
     if not HAS_PSYCOPG2:

@@ -96,3 +96,48 @@ def _check_nodes(node, text, what, expected):
     if problems:
         raise input_error(f"{what} {text!r} contains {problems[0]}", expected)
     return found
+
+
+def print_node(node):
+    """SQL text printed from a parse-tree node."""
+    return RawStream()(node)
+
+
+def index_statement(text):
+    """Parse exactly one CREATE INDEX statement; anything else is refused."""
+    expected = "one CREATE INDEX statement, as pg_get_indexdef prints it"
+    try:
+        statements = parse_sql(text)
+    except ParseError as exc:
+        raise input_error(f"definition is not valid SQL ({exc})", expected) from None
+    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.IndexStmt):
+        raise input_error(f"definition {text!r} is not a single CREATE INDEX statement", expected)
+    stmt = statements[0].stmt
+    if any(getattr(elem, "opclassopts", None) for elem in stmt.indexParams):
+        raise input_error("definition uses operator class parameters, which pg_index does not support",
+                          "operator classes without parameters")
+    return stmt
+
+
+def select_statement(text):
+    """A read-only query for EXPLAIN: exactly one plain SELECT, printed back from its parse tree."""
+    expected = "exactly one SELECT statement (no data-modifying WITH, no INTO, no locking clause)"
+    try:
+        statements = parse_sql(text)
+    except ParseError as exc:
+        raise input_error(f"query is not valid SQL ({exc})", expected) from None
+    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.SelectStmt):
+        raise input_error(f"query {text!r} is not a single SELECT", expected)
+    select = statements[0].stmt
+    problems = []
+
+    class Walker(visitors.Visitor):
+        def visit(self, ancestors, node):
+            kind = type(node).__name__
+            if kind in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "IntoClause", "LockingClause"):
+                problems.append(kind)
+
+    Walker()(select)
+    if problems:
+        raise input_error(f"query {text!r} contains {problems[0]}", expected)
+    return RawStream()(select)

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 import psycopg2
 
-from ansible.module_utils.indexops import catalog, compare, sqlcompose
+from ansible.module_utils.indexops import catalog, compare, ledger, sqlcompose
+from ansible.module_utils.indexops.changefile import size_bytes
 from ansible.module_utils.indexops.errors import RERUN_SAFE, IndexOpsError, input_error
+from ansible.module_utils.indexops.fragments import select_statement
 from ansible.module_utils.indexops.progress import percent_done
 from ansible.module_utils.indexops.retry import RetryBudgetExhausted, RetryCounter, backoff_delays, run_with_retries
 from ansible.module_utils.indexops.spec import duration_seconds
@@ -76,8 +78,32 @@ class Step:
 class Plan:
     action: str
     steps: list = field(default_factory=list)
-    before: str = ""
+    before: str = ""  # rendered for the diff
     after: str = ""
+    definition_before: str = ""  # pg_get_indexdef before the change, kept in the ledger
+
+
+# Keys of the module's ledger option copied into the job row.
+LEDGER_FIELDS = ("change_id", "spec_digest", "kind", "environment", "owner", "rollback_note", "operator",
+                 "override_reason")
+
+
+def plan_index_names(node):
+    """Every "Index Name" in an EXPLAIN (FORMAT JSON) plan."""
+    if isinstance(node, dict):
+        names = {node["Index Name"]} if "Index Name" in node else set()
+        for value in node.values():
+            names |= plan_index_names(value)
+        return names
+    if isinstance(node, list):
+        return set().union(*(plan_index_names(item) for item in node)) if node else set()
+    return set()
+
+
+def observed(result):
+    keys = ("action", "valid", "size_bytes", "duration_s", "attempts", "lock_wait_s", "table_bytes",
+            "table_rows_estimate")
+    return {key: result.get(key) for key in keys}
 
 
 def replacement_name(name):
@@ -112,8 +138,11 @@ def guard_server(version, *, concurrent, nulls_not_distinct=False):
 
 
 class IndexJob:
-    def __init__(self, connect, safety, *, check_mode=False, rng=None, sleep=time.sleep):
+    def __init__(self, connect, safety, *, check_mode=False, rng=None, sleep=time.sleep, ledger=None,
+                 expected=None):
         self.connect = connect
+        self.ledger = ledger
+        self.expected = expected
         self.safety = safety
         self.check_mode = check_mode
         self.rng = rng or random.Random()
@@ -124,6 +153,7 @@ class IndexJob:
         self.started = time.monotonic()
         self.table_row = None
         self.locked = False
+        self.job_id = None
 
     # ----------------------------------------------------------------- entry points per state
     def state_present(self, spec):
@@ -176,9 +206,10 @@ class IndexJob:
                     expected="a valid index, or on_invalid: rebuild to drop and build it again",
                     hint="Nothing was changed. Rerun with on_invalid: rebuild, or drop it with state: absent.")
             drop = Step(sqlcompose.drop_index(spec.schema, spec.name, concurrently=self.safety.concurrently))
-            return Plan("repaired_invalid", [drop, create, *self.analyze_steps(spec)], before, after)
+            return Plan("repaired_invalid", [drop, create, *self.analyze_steps(spec)], before, after,
+                        existing["definition"])
         if self.matches(spec, existing, wanted):
-            return Plan("none", [], before, after)
+            return Plan("none", [], before, after, existing["definition"])
         if self.safety.on_mismatch == "fail":
             raise IndexOpsError(
                 f"index {spec.schema}.{spec.name} exists with a different definition. "
@@ -187,7 +218,7 @@ class IndexJob:
                 hint="Nothing was changed. Fix the spec, or rerun with on_mismatch: replace.",
                 before=before, after=after)
         self.refuse_constraint_index(existing, "replace")
-        return Plan("replaced", self.replace_steps(spec), before, after)
+        return Plan("replaced", self.replace_steps(spec), before, after, existing["definition"])
 
     def replace_steps(self, spec):
         temp = replacement_name(spec.name)
@@ -212,7 +243,7 @@ class IndexJob:
         self.refuse_partitioned_concurrently(existing, "DROP INDEX CONCURRENTLY")
         before = compare.render(existing["definition"], name=name, schema=schema, table=existing["table"])
         drop = Step(sqlcompose.drop_index(schema, name, concurrently=self.safety.concurrently))
-        return Plan("dropped", [drop], before, "")
+        return Plan("dropped", [drop], before, "", existing["definition"])
 
     def plan_rebuilt(self, existing, schema, name):
         self.wait_or_refuse_if_building(existing)
@@ -224,7 +255,7 @@ class IndexJob:
         reindex = sqlcompose.reindex_index(schema, name, concurrently=self.safety.concurrently)
         steps.append(Step(reindex, cleanup_cc_of=name))
         definition = compare.render(existing["definition"], name=name, schema=schema, table=existing["table"])
-        return Plan("rebuilt", steps, definition, definition)
+        return Plan("rebuilt", steps, definition, definition, existing["definition"])
 
     def analyze_steps(self, spec):
         return [Step(sqlcompose.analyze_table(spec.schema, spec.table))] if self.safety.analyze else []
@@ -240,21 +271,44 @@ class IndexJob:
     # ----------------------------------------------------------------- carrying out a plan
     def finish(self, plan, schema, name):
         sql_text = [step.statement.as_string(self.conn) for step in plan.steps]
-        if not self.check_mode:
+        if self.check_mode:
+            return self.result(plan, schema, name, sql_text, self.existing_index(schema, name))
+        job_id = self.job_id = self.record_start(plan, schema, name)
+        try:
             for step in plan.steps:
                 self.run_step(step, schema)
-        final = self.existing_index(schema, name)  # in check mode: the index as it is now
-        if not self.check_mode and plan.steps and plan.action != "dropped" and not (final and final["valid"]):
-            raise IndexOpsError(f"index {schema}.{name} is not valid after {plan.action}",
-                                expected="a valid index", hint="Run pg_index_status and the cleanup playbook.")
+            final = self.existing_index(schema, name)
+            if plan.steps and plan.action != "dropped" and not (final and final["valid"]):
+                raise IndexOpsError(f"index {schema}.{name} is not valid after {plan.action}",
+                                    expected="a valid index", hint="Run pg_index_status and the cleanup playbook.")
+            result = self.result(plan, schema, name, sql_text, final)
+            result["expectations"] = self.expectations(result, schema, name)
+        except Exception as exc:
+            self.record_finish(job_id, state="failed", action=plan.action, last_error=str(exc))
+            raise
+        unmet = [item for item in result["expectations"] if not item["met"]]
+        self.record_finish(job_id, state="failed" if unmet else "succeeded", action=plan.action,
+                           last_error="; ".join(item["message"] for item in unmet) or None,
+                           definition_after=result["definition"], observed=observed(result))
         self.release()
+        if unmet:
+            raise IndexOpsError(
+                f"{plan.action} of {schema}.{name} finished but did not meet the change's expectations: "
+                + "; ".join(item["message"] for item in unmet),
+                expected="every expectation in the change file to hold",
+                hint="The index was left as it is; roll back with the rollback playbook if it must go.",
+                result=result)
+        return result
+
+    def result(self, plan, schema, name, sql_text, final):
+        final = final or {}
         return {
             "changed": bool(plan.steps),
             "action": plan.action,
             "sql": sql_text,
-            "definition": (final or {}).get("definition", ""),
-            "valid": bool(final and final["valid"]),
-            "size_bytes": (final or {}).get("size_bytes", 0) or 0,
+            "definition": final.get("definition", ""),
+            "valid": bool(final.get("valid")),
+            "size_bytes": final.get("size_bytes") or 0,
             "duration_s": round(time.monotonic() - self.started, 3),
             "attempts": self.counter.attempts,
             "lock_wait_s": round(self.counter.lock_wait_s, 3),
@@ -263,7 +317,76 @@ class IndexJob:
             "schema": schema,
             "name": name,
             "table": (self.table_row or {}).get("table"),
+            "table_bytes": (self.table_row or {}).get("table_bytes"),
+            "table_rows_estimate": (self.table_row or {}).get("estimated_rows"),
+            "definition_before": plan.definition_before,
+            "expectations": [],
         }
+
+    # ----------------------------------------------------------------- ledger and expectations
+    def record_start(self, plan, schema, name):
+        """Record the job as running before any DDL, so a crash leaves a trace."""
+        if not self.ledger:
+            return None
+        ledger.ensure(self.conn)
+        return ledger.start(self.conn, {
+            **{key: self.ledger.get(key) for key in LEDGER_FIELDS},
+            "action": plan.action, "index_schema": schema, "index_name": name,
+            "table_name": (self.table_row or {}).get("table"), "definition_before": plan.definition_before or None,
+            "expected": self.expected or {},
+        })
+
+    def record_refusal(self, exc, schema, name):
+        """A run refused before any DDL still leaves a failed job, so the ledger says why."""
+        if not self.ledger or self.check_mode or self.job_id is not None or self.conn is None or self.conn.closed:
+            return
+        try:
+            plan = Plan(action="none")
+            job_id = self.record_start(plan, schema, name)
+            self.record_finish(job_id, state="failed", last_error=exc.msg if hasattr(exc, "msg") else str(exc))
+        except (psycopg2.Error, IndexOpsError):
+            pass  # the original error is the one to report; a ledger that cannot be written is secondary
+
+    def record_finish(self, job_id, **fields):
+        if job_id is None:
+            return
+        if self.conn.closed:
+            self.conn = self.connect()
+        ledger.finish(self.conn, job_id, attempts=self.counter.attempts, **fields)
+
+    def expectations(self, result, schema, name):
+        """Check the change's promises against what happened; each item says met or not."""
+        checks = []
+        wanted = self.expected or {}
+        if "valid" in wanted:
+            checks.append(("valid", wanted["valid"], result["valid"], result["valid"] == wanted["valid"]))
+        if "max_duration" in wanted:
+            limit = duration_seconds(wanted["max_duration"], "max_duration")
+            checks.append(("max_duration", wanted["max_duration"], f"{result['duration_s']}s",
+                           result["duration_s"] <= limit))
+        if "max_size" in wanted:
+            limit = size_bytes(wanted["max_size"], "max_size")
+            checks.append(("max_size", wanted["max_size"], f"{result['size_bytes']} bytes",
+                           result["size_bytes"] <= limit))
+        if "plan_uses_index" in wanted:
+            used = self.plan_uses(wanted["plan_uses_index"], name)
+            checks.append(("plan_uses_index", f"the plan uses {name}", "used" if used else "not used", used))
+        return [{"name": key, "expected": exp, "observed": obs, "met": met,
+                 "message": f"{key}: expected {exp}, observed {obs}"} for key, exp, obs, met in checks]
+
+    def plan_uses(self, query, name):
+        """EXPLAIN (no ANALYZE: the query is planned, never run) in a read-only transaction."""
+        statement = select_statement(query)
+        self.conn.autocommit = False
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("SET TRANSACTION READ ONLY")
+                cur.execute(sqlcompose.explain_json(statement))
+                plan = cur.fetchone()[0]
+        finally:
+            self.conn.rollback()
+            self.conn.autocommit = True
+        return name in plan_index_names(plan)
 
     def run_step(self, step, schema):
         delays = backoff_delays(self.safety.lock_retries, self.safety.retry_delay_s, self.safety.retry_max_delay_s,

@@ -90,6 +90,8 @@ def check_qualified_name(value, what):
 
 def split_table(table, schema):
     """Resolve ``table`` ('orders' or 'sales.orders') and ``schema`` into (schema, table)."""
+    if not table:
+        raise input_error("table is missing", "table: the table the index is on, e.g. orders or sales.orders")
     parts = check_qualified_name(table, "table")
     if len(parts) == 2:
         if schema and schema != parts[0]:
@@ -199,3 +201,47 @@ def build_target(params):
     schema, table = split_table(params["table"], params.get("schema")) if params.get("table") else (
         check_identifier(params.get("schema") or "public", "schema"), None)
     return name, schema, table
+
+
+def params_from_definition(text):
+    """Spec options from a CREATE INDEX statement such as pg_get_indexdef prints.
+
+    Used to recreate a dropped index exactly from the definition the ledger recorded. The text is
+    parsed by pglast and turned back into ordinary options, so it passes the same validation as a
+    hand-written spec; nothing of the original text is executed.
+    """
+    from ansible.module_utils.indexops.fragments import index_statement, print_node
+
+    stmt = index_statement(text)
+    relation = stmt.relation
+    table = f"{relation.schemaname}.{relation.relname}" if relation.schemaname else relation.relname
+    return {
+        "name": stmt.idxname,
+        "table": table,
+        "columns": [_column_params(elem, print_node) for elem in stmt.indexParams],
+        "include": [elem.name for elem in stmt.indexIncludingParams or ()],
+        "where": print_node(stmt.whereClause) if stmt.whereClause else None,
+        "method": stmt.accessMethod or "btree",
+        "unique": bool(stmt.unique),
+        "nulls_not_distinct": bool(stmt.nulls_not_distinct),
+        "storage": {opt.defname: print_node(opt.arg).strip("'") for opt in stmt.options or ()},
+        "tablespace": stmt.tableSpace,
+    }
+
+
+SORT_ORDER = {0: None, 1: "asc", 2: "desc"}
+NULLS_ORDER = {0: None, 1: "first", 2: "last"}
+
+
+def _column_params(elem, print_node):
+    column = {"name": elem.name} if elem.name else {"expression": print_node(elem.expr)}
+    if elem.opclass:
+        column["opclass"] = ".".join(part.sval for part in elem.opclass)
+    if elem.collation:
+        column["collation"] = ".".join(part.sval for part in elem.collation)
+    order, nulls = SORT_ORDER[int(elem.ordering)], NULLS_ORDER[int(elem.nulls_ordering)]
+    if order:
+        column["order"] = order
+    if nulls:
+        column["nulls"] = nulls
+    return column

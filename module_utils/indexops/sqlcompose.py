@@ -76,4 +76,9 @@ def shadow_table(schema, table, shadow):
         qualified("pg_temp", shadow), qualified(schema, table))
 
 
+def explain_json(select_text):
+    """EXPLAIN of a query that fragments.select_statement printed from its parse tree."""
+    return sql.SQL("EXPLAIN (FORMAT JSON) {}").format(sql.SQL(select_text))
+
+
 SET_CONFIG = sql.SQL("SELECT set_config(%s, %s, false)")

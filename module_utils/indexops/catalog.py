@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg2.extras
 
 TABLE = """
@@ -38,14 +40,15 @@ WHERE n.nspname = %s AND c.relname = %s
 
 INDEX_BY_OID = "SELECT pg_catalog.pg_get_indexdef(%s::oid) AS definition"
 
-# Leftovers of REINDEX CONCURRENTLY: <name>_ccnew[N] / <name>_ccold[N], invalid, on the same table.
-CC_LEFTOVERS = """
+# Candidates for leftovers of REINDEX CONCURRENTLY on a table: invalid, named *_ccnew[N] / *_ccold[N].
+# Which index they belong to is decided by cc_leftover_of(), which mirrors PostgreSQL's naming.
+CC_CANDIDATES = """
 SELECT c.relname AS name, c.oid
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = %s AND NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$'
-  AND starts_with(%s, regexp_replace(c.relname, '_cc(new|old)[0-9]*$', ''))
 """
+CC_SUFFIX = re.compile(r"^(?P<base>.*)_cc(?:new|old)(?P<n>[0-9]*)$", re.DOTALL)
 
 BUILDS = """
 SELECT p.pid, p.command, p.phase, p.relid, p.index_relid,
@@ -127,8 +130,21 @@ def builds_of(conn, index_oid):
     return fetch_all(conn, BUILDS, (index_oid,))
 
 
+def cc_leftover_of(leftover, index_name):
+    """Whether ``leftover`` is <index_name>_ccnew/_ccold[N] as REINDEX CONCURRENTLY names it.
+
+    PostgreSQL clips the base name (on a character boundary) so that base + "_ccnew" + N fits in
+    63 bytes; a leftover of index "ix" must not be mistaken for one of "ix_wide" or vice versa.
+    """
+    match = CC_SUFFIX.match(leftover)
+    if not match:
+        return False
+    room = 63 - len(leftover.encode("utf-8")) + len(match.group("base").encode("utf-8"))
+    return match.group("base") == index_name.encode("utf-8")[:room].decode("utf-8", "ignore")
+
+
 def cc_leftovers(conn, table_oid, index_name):
-    return fetch_all(conn, CC_LEFTOVERS, (table_oid, index_name))
+    return [row for row in fetch_all(conn, CC_CANDIDATES, (table_oid,)) if cc_leftover_of(row["name"], index_name)]
 
 
 def blockers(conn, table_oid, older_than_s):

@@ -23,12 +23,15 @@ def parse_indexdef(text):
     return statements[0].stmt
 
 
-def render(text, *, name, schema, table):
-    """The definition as if it were index ``name`` on ``schema.table``, without tablespace."""
+def render(text, *, name, schema, table, tablespace=None):
+    """The definition as if it were index ``name`` on ``schema.table`` in ``tablespace``."""
     stmt = parse_indexdef(text)
     stmt.idxname = name
     stmt.relation = ast.RangeVar(schemaname=schema, relname=table, inh=True, relpersistence="p")
-    stmt.tableSpace = None
+    stmt.tableSpace = tablespace
+    # The server keeps WITH parameters in the order given; their order means nothing.
+    if stmt.options:
+        stmt.options = tuple(sorted(stmt.options, key=lambda option: option.defname))
     stmt.concurrent = False
     if not stmt.accessMethod:
         stmt.accessMethod = "btree"

@@ -59,4 +59,8 @@ def connect(params, application_name):
             retry_safe=True,
         ) from None
     conn.autocommit = True
+    # Fragments are printed from pglast's tree with standard string syntax; a role or database
+    # setting standard_conforming_strings=off would let a backslash end a literal early.
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_catalog.set_config('standard_conforming_strings', 'on', false)")
     return conn

@@ -87,7 +87,9 @@ def _check_nodes(node, text, what, expected):
                 problems.append(FORBIDDEN_NODES[kind])
             if kind == "ColumnRef":
                 fields = node.fields or ()
-                if len(fields) != 1 or not isinstance(fields[0], ast.String):
+                if any(isinstance(item, ast.A_Star) for item in fields):
+                    problems.append(FORBIDDEN_NODES["A_Star"])
+                elif len(fields) != 1 or not isinstance(fields[0], ast.String):
                     problems.append("a qualified column name (write the bare column)")
                 else:
                     found.add(fields[0].sval)
@@ -122,6 +124,8 @@ def index_statement(text):
 def select_statement(text):
     """A read-only query for EXPLAIN: exactly one plain SELECT, printed back from its parse tree."""
     expected = "exactly one SELECT statement (no data-modifying WITH, no INTO, no locking clause)"
+    if not isinstance(text, str) or not text.strip():
+        raise input_error("query is empty", expected)
     try:
         statements = parse_sql(text)
     except ParseError as exc:
@@ -134,7 +138,8 @@ def select_statement(text):
     class Walker(visitors.Visitor):
         def visit(self, ancestors, node):
             kind = type(node).__name__
-            if kind in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "IntoClause", "LockingClause"):
+            if kind in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "IntoClause", "LockingClause",
+                        "ParamRef"):
                 problems.append(kind)
 
     Walker()(select)

@@ -29,7 +29,6 @@ SHADOW_TABLE = "indexops_shadow"
 SHADOW_INDEX = "indexops_shadow_idx"
 REPLACEMENT_SUFFIX = "_indexops_new"
 WAIT_POLL_S = 1.0
-LEFT_BEHIND = "The invalid index it left was dropped, so nothing is left behind"
 
 
 @dataclass
@@ -154,6 +153,7 @@ class IndexJob:
         self.table_row = None
         self.locked = False
         self.job_id = None
+        self.cleaned = []  # invalid indexes this run left and dropped again
 
     # ----------------------------------------------------------------- entry points per state
     def state_present(self, spec):
@@ -191,11 +191,12 @@ class IndexJob:
 
     # ----------------------------------------------------------------- planning
     def plan_present(self, spec, existing, wanted):
-        after = compare.render(wanted, name=spec.name, schema=spec.schema, table=spec.table)
+        where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
+        after = compare.render(wanted, **where, tablespace=spec.tablespace)
         create = Step(sqlcompose.create_index(spec, concurrently=self.safety.concurrently), cleanup=spec.name)
         if existing is None:
             return Plan("created", [create, *self.analyze_steps(spec)], "", after)
-        before = compare.render(existing["definition"], name=spec.name, schema=spec.schema, table=spec.table)
+        before = compare.render(existing["definition"], **where, tablespace=existing["tablespace"])
         if not (existing["valid"] and existing["ready"]):
             if self.wait_or_refuse_if_building(existing):
                 return self.plan_present(spec, self.existing_index(spec.schema, spec.name), wanted)
@@ -417,10 +418,12 @@ class IndexJob:
             leftover = self.existing_index(schema, step.cleanup)
             if leftover and not leftover["valid"] and not catalog.builds_of(self.conn, leftover["oid"]):
                 self.drop_quietly(schema, step.cleanup)
+                self.cleaned.append(step.cleanup)
         if step.cleanup_cc_of and self.table_row:
             for leftover in catalog.cc_leftovers(self.conn, self.table_row["oid"], step.cleanup_cc_of):
                 if not catalog.builds_of(self.conn, leftover["oid"]):
                     self.drop_quietly(schema, leftover["name"])
+                    self.cleaned.append(leftover["name"])
 
     def drop_quietly(self, schema, name):
         """Cleanup gets its own retries; if even that fails, say exactly what is left."""
@@ -458,10 +461,12 @@ class IndexJob:
         diag = getattr(exc, "diag", None)
         detail = getattr(diag, "message_detail", None) if diag else None
         message = (getattr(diag, "message_primary", None) if diag else None) or str(exc).strip()
-        left = LEFT_BEHIND if step.cleanup or step.cleanup_cc_of else "Nothing was left behind"
+        left = (f"The invalid index it left ({', '.join(self.cleaned)}) was dropped, so nothing is left behind."
+                if self.cleaned else "Nothing was left behind.")
+        detail = f"{detail.rstrip('.')}." if detail else ""
         if code == "23505":
             return IndexOpsError(
-                f"`{statement}` failed: {message}. {detail or ''} {left}".strip(),
+                " ".join(filter(None, (f"`{statement}` failed: {message}.", detail, left))),
                 expected="no duplicate keys for a unique index",
                 hint="Remove the duplicates (or drop unique), then run again.", sqlstate=code, detail=detail)
         if code == "57014":
@@ -476,7 +481,7 @@ class IndexJob:
                 expected="the session to run until the statement finished",
                 hint="Running again is safe.", retry_safe=True, sqlstate=code)
         return IndexOpsError(
-            f"PostgreSQL refused `{statement}`: {message} (SQLSTATE {code}). {detail or ''} {left}".strip(),
+            " ".join(filter(None, (f"PostgreSQL refused `{statement}`: {message} (SQLSTATE {code}).", detail, left))),
             expected="a statement the server accepts", hint="Fix the cause above, then run again.", sqlstate=code)
 
     # ----------------------------------------------------------------- inspection and guards

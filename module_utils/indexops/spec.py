@@ -148,6 +148,8 @@ def normalise_storage(storage):
     for key, value in sorted((storage or {}).items()):
         if not STORAGE_PARAM_NAME.match(str(key)):
             raise input_error(f"storage parameter name {key!r} is not valid", "a lower-case name such as fillfactor")
+        if value is None or value == "":
+            raise input_error(f"storage parameter {key} has no value", "a number, on/off or a word")
         text = ("on" if value else "off") if isinstance(value, bool) else str(value)
         if not STORAGE_PARAM_VALUE.match(text):
             raise input_error(f"storage parameter {key}={value!r} is not a plain value", "a number, on/off or a word")

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from collections.abc import Hashable
 from dataclasses import asdict
+
+import yaml
 
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
 from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds
@@ -17,71 +21,94 @@ from ansible.module_utils.indexops.spec import build_spec, build_target, duratio
 ACTIONS = ("create", "drop", "rebuild", "replace")
 
 COLUMN_SCHEMA = {
+    "description": ("a column name, or a mapping with name or expression plus optional opclass, collation, "
+                    "order (asc|desc) and nulls (first|last)"),
     "oneOf": [
         {"type": "string", "minLength": 1},
         {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "name": {"type": "string"},
-                "expression": {"type": "string"},
-                "opclass": {"type": "string"},
-                "collation": {"type": "string"},
-                "order": {"enum": ["asc", "desc"]},
-                "nulls": {"enum": ["first", "last"]},
+                "name": {"type": "string", "description": "a column of the table"},
+                "expression": {"type": "string", "description": "one SQL expression, e.g. lower(email)"},
+                "opclass": {"type": "string", "description": "an operator class, e.g. text_pattern_ops"},
+                "collation": {"type": "string", "description": "a collation, e.g. C"},
+                "order": {"enum": ["asc", "desc"], "description": "asc or desc (btree only)"},
+                "nulls": {"enum": ["first", "last"], "description": "first or last (btree only)"},
             },
         },
-    ]
+    ],
 }
 
+# Every property carries a description phrased as what a valid value looks like: it is the
+# "Expected:" part of the error message an operator sees for that field.
 CHANGE_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://indexops.invalid/change.schema.json",
     "title": "indexops change file",
+    "description": "One index change, stored as changes/<id>.yml (one file per change).",
     "type": "object",
     "additionalProperties": False,
     "required": ["id", "owner", "reason", "action", "index", "expected", "rollback"],
     "properties": {
         "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,99}$",
-               "description": "Unique id; the file is changes/<id>.yml"},
-        "owner": {"type": "string", "minLength": 1, "description": "Team or person who owns the index"},
-        "reason": {"type": "string", "minLength": 1, "description": "Ticket or link explaining why"},
+               "description": ("lower-case letters, digits, '.', '_' or '-', starting with a letter or digit, "
+                               "at most 100 characters; the file is changes/<id>.yml")},
+        "owner": {"type": "string", "minLength": 1,
+                  "description": "the team or person who owns the index, e.g. team-checkout"},
+        "reason": {"type": "string", "minLength": 1,
+                   "description": "the ticket or link that explains why, e.g. https://tracker.example.com/OPS-123"},
         "database": {"type": "string", "minLength": 1,
-                     "description": "Database name; defaults to the inventory's indexops_db"},
-        "action": {"enum": list(ACTIONS)},
+                     "description": "a database name; omit it to use the inventory's indexops_db"},
+        "action": {"enum": list(ACTIONS), "description": "one of " + ", ".join(ACTIONS)},
         "index": {
             "type": "object",
             "additionalProperties": False,
             "required": ["name"],
+            "description": ("the pg_index spec: name, table, columns and optionally schema, include, where, "
+                            "method, unique, nulls_not_distinct, storage, tablespace"),
             "properties": {
-                "name": {"type": "string", "minLength": 1},
-                "table": {"type": "string", "minLength": 1},
-                "schema": {"type": "string", "minLength": 1},
-                "columns": {"type": "array", "minItems": 1, "items": COLUMN_SCHEMA},
-                "include": {"type": "array", "items": {"type": "string"}},
-                "where": {"type": "string"},
-                "method": {"enum": ["btree", "hash", "gist", "spgist", "gin", "brin"]},
-                "unique": {"type": "boolean"},
-                "nulls_not_distinct": {"type": "boolean"},
-                "storage": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
-                "tablespace": {"type": "string"},
+                "name": {"type": "string", "minLength": 1, "description": "the index name, at most 63 bytes"},
+                "table": {"type": "string", "minLength": 1,
+                          "description": "the table, optionally schema-qualified, e.g. orders or sales.orders"},
+                "schema": {"type": "string", "minLength": 1,
+                           "description": "the schema, when table is not qualified (default public)"},
+                "columns": {"type": "array", "minItems": 1, "items": COLUMN_SCHEMA,
+                            "description": "a non-empty list of key columns, in order"},
+                "include": {"type": "array", "items": {"type": "string", "description": "a column name"},
+                            "description": "a list of column names stored in the index (INCLUDE)"},
+                "where": {"type": "string",
+                          "description": "one SQL predicate for a partial index, e.g. status = 'pending'"},
+                "method": {"enum": ["btree", "hash", "gist", "spgist", "gin", "brin"],
+                           "description": "btree, hash, gist, spgist, gin or brin"},
+                "unique": {"type": "boolean", "description": "true or false"},
+                "nulls_not_distinct": {"type": "boolean", "description": "true or false (needs unique)"},
+                "storage": {"type": "object",
+                            "additionalProperties": {"type": ["string", "number", "boolean"],
+                                                     "description": "a number, a word, or true/false"},
+                            "description": "storage parameters as name: value, e.g. {fillfactor: 90}"},
+                "tablespace": {"type": "string", "description": "a tablespace name"},
             },
         },
         "expected": {
             "type": "object",
             "additionalProperties": False,
+            "description": "a mapping with any of valid, max_duration, max_size and plan_uses_index",
             "properties": {
-                "valid": {"type": "boolean"},
-                "max_duration": {"type": "string", "description": "e.g. 10min, 2h"},
-                "max_size": {"type": "string", "description": "e.g. 500MB, 2GB"},
-                "plan_uses_index": {"type": "string", "description": "A SELECT whose EXPLAIN must use the index"},
+                "valid": {"type": "boolean", "description": "true or false: the index is valid afterwards"},
+                "max_duration": {"type": "string", "description": "a duration like 10min or 2h"},
+                "max_size": {"type": "string", "description": "a size like 500MB or 2GB"},
+                "plan_uses_index": {"type": "string",
+                                    "description": "a SELECT whose EXPLAIN must use the index after the change"},
             },
         },
         "rollback": {
             "type": "object",
             "additionalProperties": False,
             "required": ["note"],
-            "properties": {"note": {"type": "string", "minLength": 1}},
+            "description": "a mapping with note",
+            "properties": {"note": {"type": "string", "minLength": 1,
+                                    "description": "what to do and to watch when this change is rolled back"}},
         },
     },
     "allOf": [
@@ -107,24 +134,147 @@ def change_error(field, problem, expected, path="<change>"):
                          hint="Nothing was changed; fix the change file and run again.")
 
 
+class _ChangeLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice is an error instead of silently winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader itself reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def change_file_id(path):
+    """The change id a file name promises: changes/<id>.yml -> <id>."""
+    name = os.path.basename(str(path))
+    if not name.endswith(".yml") or name == ".yml":
+        raise change_error("file name", f"{name!r} does not end in .yml", "a change file named changes/<id>.yml", path)
+    return name[: -len(".yml")]
+
+
+def load_change_file(path):
+    """The YAML document of a change file; an unreadable file or a YAML error names the file and line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) else f"is not UTF-8 text ({exc.reason})"
+        raise change_error("file", f"cannot be read: {problem}", "a readable UTF-8 file changes/<id>.yml",
+                           path) from None
+    try:
+        return yaml.load(text, Loader=_ChangeLoader)  # a SafeLoader: no Python objects are built
+    except yaml.MarkedYAMLError as exc:
+        raise change_error(*_yaml_problem(exc), "valid YAML: check the indentation, quoting and colons there",
+                           path) from None
+    except yaml.YAMLError as exc:
+        raise change_error("YAML", f"is not valid YAML: {exc}", "a valid YAML document", path) from None
+
+
+def _yaml_problem(exc):
+    """(where, what) of a YAML error: the line and column of the problem, and where its context began."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+    problem = f"is not valid YAML: {exc.problem or exc.context or exc}"
+    if "'\\t'" in problem:
+        problem += " (a tab: YAML indents with spaces only)"
+    if exc.context and exc.problem:
+        began = exc.context_mark
+        problem += f" ({exc.context}" + (f" that began at line {began.line + 1})" if began else ")")
+    return where, problem
+
+
 def schema_errors(document):
-    """Every schema violation as (field path, message), most specific first."""
+    """Every schema violation as (field path, message), in the order validate_change reports them."""
+    return [(field, problem) for field, problem, _expected in schema_problems(document)]
+
+
+def schema_problems(document):
+    """Every schema violation as (field path, what is wrong, what was expected), shallowest first."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(CHANGE_SCHEMA)
-    errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.absolute_path), e.message))
-    return [("/".join(str(p) for p in error.absolute_path) or "(top level)", error.message) for error in errors]
+    problems = []
+    for error in validator.iter_errors(document):
+        for problem in _explain(error):
+            if problem not in problems:
+                problems.append(problem)
+    return sorted(problems, key=lambda item: (item[0].count("/"), item[0], item[1]))
+
+
+def _explain(error):
+    """(field, problem, expected) for one jsonschema error, naming the exact key when one is at fault."""
+    path = [str(part) for part in error.absolute_path]
+    if error.validator == "required":
+        return [(_field(path + [key]), "is missing", _described(path + [key], error.schema))
+                for key in error.validator_value if key not in error.instance]
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        known = list(error.schema.get("properties", {}))
+        return [(_field(path + [str(key)]), "is not a known key", "one of the keys " + ", ".join(known))
+                for key in error.instance if key not in known]
+    if error.validator == "oneOf" and error.context:
+        branch = _matching_branch(error)
+        inner = [sub for sub in error.context if sub.relative_schema_path[0] == branch]
+        if inner:
+            return [item for sub in inner for item in _explain(sub)]
+    return [(_field(path), error.message, _described(path, error.schema))]
+
+
+def _matching_branch(error):
+    """Index of the oneOf branch whose type fits the value (a mapping or a string)."""
+    wanted = "object" if isinstance(error.instance, dict) else "string" if isinstance(error.instance, str) else None
+    for index, branch in enumerate(error.validator_value):
+        if branch.get("type") == wanted:
+            return index
+    return None
+
+
+def _schema_at(parts):
+    """The part of CHANGE_SCHEMA that describes the value at ``parts``, or None."""
+    node = CHANGE_SCHEMA
+    for part in parts:
+        candidates = [node, *node.get("oneOf", ())]
+        node = next((c["properties"][part] for c in candidates if part in c.get("properties", {})), None)
+        if node is None and part.isdigit():
+            node = next((c["items"] for c in candidates if isinstance(c.get("items"), dict)), None)
+        if node is None:
+            node = next((c["additionalProperties"] for c in candidates
+                         if isinstance(c.get("additionalProperties"), dict)), None)
+        if node is None:
+            return None
+    return node
+
+
+def _field(parts):
+    return "/".join(parts) or "(top level)"
+
+
+def _described(parts, fallback_schema):
+    """'field: what a valid value looks like', from the schema's description of that field."""
+    schema = _schema_at(parts) or fallback_schema
+    description = schema.get("description") if isinstance(schema, dict) else None
+    if description:
+        return f"{_field(parts)}: {description}"
+    return f"{_field(parts)} as schemas/change.schema.json describes it"
 
 
 def validate_change(document, path="<change>", file_id=None):
     """Schema, then the index spec itself; returns the normalised spec used for the digest."""
     if not isinstance(document, dict):
-        raise change_error("(top level)", "is not a mapping", "a YAML mapping with id, owner, reason, ...", path)
-    problems = schema_errors(document)
+        problem = "is empty" if document is None else f"is a {type(document).__name__}, not a mapping"
+        keys = ", ".join(CHANGE_SCHEMA["required"])
+        raise change_error("(top level)", problem, f"a YAML mapping with the keys {keys}", path)
+    problems = schema_problems(document)
     if problems:
-        field, message = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise change_error(field, message + more, "a change file that matches schemas/change.schema.json", path)
+        field, problem, expected = problems[0]
+        others = sorted({other for other, _, _ in problems[1:] if other != field})
+        more = f" (and {len(problems) - 1} more, in {', '.join(others) or field})" if len(problems) > 1 else ""
+        raise change_error(field, problem + more, expected, path)
     if file_id and document["id"] != file_id:
         raise change_error("id", f"is {document['id']!r} but the file is named {file_id}.yml",
                            "id equal to the file name", path)

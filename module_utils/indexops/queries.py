@@ -1,0 +1,159 @@
+"""Read-only look-ups for pg_index_preflight and pg_index_status.
+
+catalog.py holds the look-ups pg_index uses; these are the extra ones the read-only modules need.
+Every join is by OID; names and numbers only ever appear as query parameters. None of them needs
+more than pg_monitor (or, for the privilege checks, the role's own privileges): the catalogs and
+pg_get_indexdef are readable by everyone, pg_stat_activity and pg_stat_progress_create_index show
+other roles' sessions to members of pg_read_all_stats (part of pg_monitor).
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.indexops.catalog import fetch_all, fetch_one
+
+SESSION = "SELECT current_user AS role, current_database() AS database"
+
+# Every index of one table, valid or not, for the equivalent-index check.
+TABLE_INDEXES = """
+SELECT c.oid, c.relname AS name, i.indisvalid AS valid, i.indisready AS ready,
+       pg_catalog.pg_get_indexdef(c.oid) AS definition
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = %s
+ORDER BY c.relname
+"""
+
+# What the connected role may do with one table. pg_has_role(..., 'USAGE') is true for the owner,
+# for members of the owning role that inherit its privileges and for superusers: exactly who may
+# run CREATE/DROP INDEX and REINDEX on the table.
+TABLE_PRIVILEGES = """
+SELECT current_user AS role, r.rolname AS owner,
+       pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') AS owns,
+       pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE') AS schema_usage,
+       pg_catalog.has_database_privilege(current_database(), 'TEMPORARY') AS temporary,
+       current_database() AS database
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+WHERE c.oid = %s
+"""
+
+# PostgreSQL 17+: the MAINTAIN privilege also allows REINDEX (not CREATE or DROP INDEX).
+MAINTAIN_PRIVILEGE = "SELECT pg_catalog.has_table_privilege(%s::oid, 'MAINTAIN') AS maintain"
+
+TABLESPACE_PRIVILEGE = """
+SELECT pg_catalog.has_tablespace_privilege(ts.oid, 'CREATE') AS can_create
+FROM pg_catalog.pg_tablespace ts WHERE ts.spcname = %s
+"""
+
+# What writing the ledger (schema indexops, table indexops.jobs) needs from the connected role:
+# SELECT/INSERT/UPDATE on the table when it exists; otherwise ledger.ensure runs CREATE SCHEMA IF
+# NOT EXISTS (which checks CREATE on the database first) and CREATE TABLE in that schema.
+LEDGER_PRIVILEGES = """
+SELECT n.oid IS NOT NULL AS schema_exists, t.oid IS NOT NULL AS table_exists,
+       pg_catalog.has_database_privilege(current_database(), 'CREATE')
+           AND (n.oid IS NULL OR pg_catalog.has_schema_privilege(n.oid, 'CREATE')) AS can_create,
+       n.oid IS NOT NULL AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS schema_usage,
+       t.oid IS NOT NULL AND pg_catalog.has_table_privilege(t.oid, 'SELECT')
+           AND pg_catalog.has_table_privilege(t.oid, 'INSERT')
+           AND pg_catalog.has_table_privilege(t.oid, 'UPDATE') AS can_write
+FROM (SELECT 1) AS one
+LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'indexops'
+LEFT JOIN pg_catalog.pg_class t ON t.relnamespace = n.oid AND t.relname = 'jobs' AND t.relkind IN ('r', 'p')
+"""
+
+# Whether this role sees other roles' sessions in pg_stat_activity and the progress views.
+STATS_VISIBLE = "SELECT pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS visible"
+
+# Client sessions of this database whose transaction is older than a threshold (seconds). A
+# concurrent build waits for such transactions at its phase boundaries.
+LONG_TRANSACTIONS = """
+SELECT a.pid, a.usename, a.application_name, a.state,
+       round(extract(epoch FROM now() - a.xact_start)::numeric, 1)::float AS age_s,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) AS query
+FROM pg_catalog.pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_catalog.pg_backend_pid()
+  AND a.backend_type = 'client backend'
+  AND a.xact_start < now() - %s * interval '1 second'
+ORDER BY a.xact_start, a.pid
+"""
+
+# Indexes that are not valid: failed or cancelled concurrent builds, REINDEX CONCURRENTLY's
+# _ccnew/_ccold, and builds still in progress. Other sessions' temporary schemas are left out.
+INVALID_INDEXES = """
+SELECT c.oid, n.nspname AS schema, c.relname AS name, i.indrelid AS table_oid, t.relname AS table,
+       i.indisvalid AS valid, i.indisready AS ready, i.indislive AS live,
+       pg_catalog.pg_get_indexdef(c.oid) AS definition,
+       pg_catalog.pg_relation_size(c.oid) AS size_bytes
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+WHERE NOT i.indisvalid
+  AND n.nspname !~ '^pg_(toast_)?temp_'
+ORDER BY n.nspname, c.relname
+"""
+
+# Every index build in this database but our own. relid and index_relid are NULL for the builds
+# of other roles when this role lacks pg_read_all_stats: such a row still says "someone builds".
+DATABASE_BUILDS = """
+SELECT p.pid, p.command, p.phase, p.relid, p.index_relid,
+       p.lockers_total, p.lockers_done, p.current_locker_pid,
+       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done,
+       p.partitions_total, p.partitions_done,
+       round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float AS elapsed_s,
+       a.application_name
+FROM pg_catalog.pg_stat_progress_create_index p
+LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid
+WHERE p.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+  AND p.pid <> pg_catalog.pg_backend_pid()
+ORDER BY p.pid
+"""
+
+
+def session(conn):
+    return fetch_one(conn, SESSION)
+
+
+def table_indexes(conn, table_oid):
+    return fetch_all(conn, TABLE_INDEXES, (table_oid,))
+
+
+def table_privileges(conn, table_oid):
+    return fetch_one(conn, TABLE_PRIVILEGES, (table_oid,))
+
+
+def can_maintain(conn, table_oid):
+    return fetch_one(conn, MAINTAIN_PRIVILEGE, (table_oid,))["maintain"]
+
+
+def tablespace_privilege(conn, name):
+    """True/False for CREATE on the tablespace, None when it does not exist."""
+    row = fetch_one(conn, TABLESPACE_PRIVILEGE, (name,))
+    return None if row is None else row["can_create"]
+
+
+def ledger_privileges(conn):
+    return fetch_one(conn, LEDGER_PRIVILEGES)
+
+
+def stats_visible(conn):
+    return fetch_one(conn, STATS_VISIBLE)["visible"]
+
+
+def long_transactions(conn, older_than_s):
+    return fetch_all(conn, LONG_TRANSACTIONS, (older_than_s,))
+
+
+def invalid_indexes(conn):
+    return fetch_all(conn, INVALID_INDEXES)
+
+
+def database_builds(conn):
+    return fetch_all(conn, DATABASE_BUILDS)
+
+
+def read_only_session(conn, enabled):
+    """Make every later transaction of the session READ ONLY (or writable again)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_catalog.set_config('default_transaction_read_only', %s, false)",
+                    ("on" if enabled else "off",))

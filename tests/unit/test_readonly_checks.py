@@ -1,0 +1,100 @@
+"""Pure logic of pg_index_preflight and pg_index_status: leftover kinds, which build works on an
+index, the duration estimate and the bookkeeping of checks (cases in cases/readonly_checks.yml)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible.module_utils.indexops.errors import IndexOpsError
+from ansible.module_utils.indexops.preflight import (
+    Checks,
+    application_name,
+    connection_params,
+    judge_estimate,
+    rehearsal_measurement,
+)
+from ansible.module_utils.indexops.status import build_of, build_summary, leftover_kind
+from tests.unit.casefiles import cases
+
+CASES = "readonly_checks.yml"
+
+
+@pytest.mark.parametrize("case", cases(CASES, "leftover_kind"))
+def test_leftover_kind(case):
+    assert leftover_kind(case["name"]) == case["kind"]
+
+
+@pytest.mark.parametrize("case", cases(CASES, "build_of"))
+def test_build_of(case):
+    row = build_of(case["index"], case["builds"])
+    assert (row["pid"] if row else None) == case["pid"]
+
+
+def test_build_summary_hides_what_the_role_cannot_see():
+    hidden = build_summary({"pid": 5, "command": None, "phase": None, "relid": None, "index_relid": None})
+    assert hidden["pid"] == 5
+    assert (hidden["phase"], hidden["percent"], hidden["details_visible"]) == (None, None, False)
+    visible = build_summary({"pid": 6, "command": "CREATE INDEX CONCURRENTLY", "relid": 1, "index_relid": 2,
+                             "phase": "building index: scanning table", "blocks_done": 50, "blocks_total": 100,
+                             "current_locker_pid": 0})
+    assert visible["details_visible"] is True
+    assert 3 < visible["percent"] < 50
+    assert visible["waiting_for_pid"] is None
+    assert build_summary(None) is None
+
+
+@pytest.mark.parametrize("case", cases(CASES, "estimate"))
+def test_judge_estimate(case):
+    measurement = tuple(case["measurement"]) if case["measurement"] else None
+    ok, estimate, detail = judge_estimate(measurement, case["table_bytes"], case["window"])
+    assert ok is case["ok"]
+    assert estimate == (pytest.approx(case["estimate"]) if case["estimate"] is not None else None)
+    if "detail" in case:
+        assert detail == case["detail"]
+    assert "\n" not in detail
+
+
+@pytest.mark.parametrize("case", cases(CASES, "rehearsal"))
+def test_rehearsal_measurement(case):
+    if "error" in case:
+        with pytest.raises(IndexOpsError) as raised:
+            rehearsal_measurement(case["rehearsal"])
+        assert case["error"] in raised.value.msg
+        assert "Nothing was changed" in raised.value.msg
+        return
+    expected = tuple(case["measurement"]) if case["measurement"] else None
+    assert rehearsal_measurement(case["rehearsal"]) == expected
+
+
+def test_checks_keep_their_order_and_list_only_failures_as_reasons():
+    checks = Checks(("a", "b", "c", "d"))
+    checks.failed("c", "c is broken")
+    checks.passed("a", "a is fine")
+    checks.skip(("b", "c"), "c failed")
+
+    assert [item["name"] for item in checks.as_list()] == ["a", "b", "c", "d"]
+    assert checks.as_list()[1] == {"name": "b", "ok": None, "detail": "not checked: c failed"}
+    assert checks.as_list()[2]["detail"] == "c is broken"  # a failed check is never overwritten by skip
+    assert checks.as_list()[3] == {"name": "d", "ok": None, "detail": "not checked"}
+    assert checks.reasons() == ["c: c is broken"]
+    assert checks.go is False
+
+
+def test_checks_without_failures_are_go_even_with_skipped_ones():
+    checks = Checks(("a", "b"))
+    checks.passed("a", "fine")
+    checks.skip(("b",), "nothing to check")
+    assert checks.go is True
+    assert checks.reasons() == []
+
+
+@pytest.mark.parametrize(("change", "db", "name"), [
+    ({"id": "x", "database": "shop"}, "shop", "indexops/x"),
+    ({"id": "x"}, "inventory_db", "indexops/x"),
+    ({"id": "x", "database": ""}, "inventory_db", "indexops/x"),
+    ({"id": 7, "database": ["not", "a", "name"]}, "inventory_db", "indexops/preflight"),
+    ("not a mapping", "inventory_db", "indexops/preflight"),
+])
+def test_the_change_picks_database_and_application_name(change, db, name):
+    assert connection_params({"db": "inventory_db", "login_user": "u"}, change) == {"db": db, "login_user": "u"}
+    assert application_name(change) == name

@@ -40,6 +40,16 @@ WHERE n.nspname = %s AND c.relname = %s
 
 INDEX_BY_OID = "SELECT pg_catalog.pg_get_indexdef(%s::oid) AS definition"
 
+# The table a name belongs to (itself, or an index's table), read without taking any lock: used to
+# name the sessions that made a locking look-up time out.
+TABLE_OID_OF = """
+SELECT coalesce(i.indrelid, c.oid) AS oid
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+WHERE n.nspname = %s AND c.relname = %s
+"""
+
 # Candidates for leftovers of REINDEX CONCURRENTLY on a table: invalid, named *_ccnew[N] / *_ccold[N].
 # Which index they belong to is decided by cc_leftover_of(), which mirrors PostgreSQL's naming.
 CC_CANDIDATES = """
@@ -116,6 +126,11 @@ def server_version_num(conn):
 
 def table(conn, schema, name):
     return fetch_one(conn, TABLE, (schema, name))
+
+
+def table_oid_of(conn, schema, name):
+    row = fetch_one(conn, TABLE_OID_OF, (schema, name))
+    return row["oid"] if row else None
 
 
 def column_names(conn, table_oid):

@@ -18,7 +18,13 @@ from ansible.module_utils.indexops.changefile import size_bytes
 from ansible.module_utils.indexops.errors import RERUN_SAFE, IndexOpsError, input_error
 from ansible.module_utils.indexops.fragments import select_statement
 from ansible.module_utils.indexops.progress import percent_done
-from ansible.module_utils.indexops.retry import RetryBudgetExhausted, RetryCounter, backoff_delays, run_with_retries
+from ansible.module_utils.indexops.retry import (
+    RetryBudgetExhausted,
+    RetryCounter,
+    backoff_delays,
+    is_retryable,
+    run_with_retries,
+)
 from ansible.module_utils.indexops.spec import duration_seconds
 
 MIN_SERVER = 140000
@@ -390,8 +396,7 @@ class IndexJob:
         return name in plan_index_names(plan)
 
     def run_step(self, step, schema):
-        delays = backoff_delays(self.safety.lock_retries, self.safety.retry_delay_s, self.safety.retry_max_delay_s,
-                                self.rng)
+        delays = self.delays()
 
         def attempt():
             try:
@@ -414,6 +419,9 @@ class IndexJob:
         if self.conn.closed:
             self.conn = self.connect()
             self.apply_settings()
+            # The job lock died with the old session; take it again (never wait for it) so the
+            # final unlock matches what this session holds.
+            self.locked = bool(self.table_row) and catalog.try_advisory_lock(self.conn, self.table_row["oid"])
         if step.cleanup:
             leftover = self.existing_index(schema, step.cleanup)
             if leftover and not leftover["valid"] and not catalog.builds_of(self.conn, leftover["oid"]):
@@ -428,8 +436,7 @@ class IndexJob:
     def drop_quietly(self, schema, name):
         """Cleanup gets its own retries; if even that fails, say exactly what is left."""
         statement = sqlcompose.drop_index(schema, name, concurrently=self.safety.concurrently)
-        delays = backoff_delays(self.safety.lock_retries, self.safety.retry_delay_s, self.safety.retry_max_delay_s,
-                                self.rng)
+        delays = self.delays()
 
         def attempt():
             with self.conn.cursor() as cur:
@@ -444,9 +451,39 @@ class IndexJob:
                 hint=f"Drop it by hand: {statement.as_string(self.conn)}") from None
         self.statements.append(statement.as_string(self.conn))
 
+    def delays(self):
+        return backoff_delays(self.safety.lock_retries, self.safety.retry_delay_s, self.safety.retry_max_delay_s,
+                              self.rng)
+
+    def blockers_of(self, table_oid):
+        blockers = catalog.blockers(self.conn, table_oid, self.safety.lock_timeout_s) if table_oid else []
+        return blockers, "; ".join(describe_blocker(row) for row in blockers[:3]) or "no blocking session is visible"
+
+    def look_up(self, what, schema, name, read):
+        """Run a catalog read that locks the table (sizes, pg_get_indexdef, LIKE) like a DDL step.
+
+        A session holding ACCESS EXCLUSIVE blocks even these reads; they wait under lock_timeout,
+        are retried on the same schedule, and a spent budget names the blocker instead of hanging.
+        """
+        counter = RetryCounter()
+        try:
+            return run_with_retries(read, self.delays(), counter, sleep=self.sleep)
+        except RetryBudgetExhausted as exc:
+            blockers, who = self.blockers_of(catalog.table_oid_of(self.conn, schema, name))
+            raise IndexOpsError(
+                f"could not read {what} {schema}.{name}: another session holds a lock that blocks even reading "
+                f"its definition, longer than lock_timeout {self.safety.lock_timeout} in {exc.attempts} attempts "
+                f"({exc.lock_wait_s:.1f}s waited). Waiting on: {who}",
+                expected="the conflicting transactions to finish within the retry budget",
+                hint=RERUN_SAFE + " Rerun when they finish, or raise lock_retries.",
+                retry_safe=True, blockers=blockers) from None
+        finally:
+            # Only the retries count as extra attempts: a read that got its lock at once is free.
+            self.counter.attempts += max(counter.attempts - 1, 0)
+            self.counter.lock_wait_s += counter.lock_wait_s
+
     def budget_error(self, step, exc):
-        blockers = catalog.blockers(self.conn, self.table_row["oid"], self.safety.lock_timeout_s)
-        who = "; ".join(describe_blocker(row) for row in blockers[:3]) or "no blocking session is visible any more"
+        blockers, who = self.blockers_of(self.table_row["oid"])
         return IndexOpsError(
             f"could not get the locks for `{step.statement.as_string(self.conn)}` within lock_timeout "
             f"{self.safety.lock_timeout} in {exc.attempts} attempts ({exc.lock_wait_s:.1f}s waited). "
@@ -501,7 +538,7 @@ class IndexJob:
                                       f"a valid value for {name}") from None
 
     def require_table(self, schema, name):
-        row = catalog.table(self.conn, schema, name)
+        row = self.look_up("table", schema, name, lambda: catalog.table(self.conn, schema, name))
         if row is None or row["relkind"] not in ("r", "p", "m"):
             raise input_error(f"table {schema}.{name} does not exist in database {self.conn.info.dbname}",
                               "an existing table (check table, schema and db)")
@@ -520,7 +557,7 @@ class IndexJob:
                               f"columns of {table}: {', '.join(sorted(present))}")
 
     def existing_index(self, schema, name, table=None):
-        row = catalog.relation(self.conn, schema, name)
+        row = self.look_up("index", schema, name, lambda: catalog.relation(self.conn, schema, name))
         if row is None:
             return None
         if row["relkind"] not in ("i", "I"):
@@ -541,6 +578,9 @@ class IndexJob:
         renders it exactly as pg_get_indexdef renders the existing index. Everything happens in a
         transaction that is rolled back and touches no object of the target.
         """
+        return self.look_up("table", spec.schema, spec.table, lambda: self.shadow_definition(spec))
+
+    def shadow_definition(self, spec):
         self.conn.autocommit = False
         try:
             with self.conn.cursor() as cur:
@@ -551,6 +591,8 @@ class IndexJob:
                             (f"pg_temp.{SHADOW_INDEX}",))
                 return cur.fetchone()[0]
         except psycopg2.Error as exc:
+            if is_retryable(exc):
+                raise  # LIKE waits for a lock on the table: retried by look_up, not a bad definition
             message = (exc.diag.message_primary if exc.diag else None) or str(exc).strip()
             raise input_error(f"PostgreSQL rejected the index definition: {message}",
                               "a definition the server accepts (check opclass, collation, functions and types)"

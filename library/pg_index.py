@@ -351,6 +351,14 @@ definition_before:
   description: C(pg_get_indexdef) before the run; empty when there was no index.
   returned: always
   type: str
+rolled_back_jobs:
+  description:
+    - For a successful run with O(ledger.kind=rollback), the ledger job ids of the change's earlier
+      successful apply and rehearse runs in the same environment, now marked C(rolled_back).
+  returned: always
+  type: list
+  elements: int
+  sample: [41, 42]
 expectations:
   description: Each of O(expected) with what was observed and whether it was met.
   returned: always

@@ -297,6 +297,7 @@ class IndexJob:
         self.record_finish(job_id, state="failed" if unmet else "succeeded", action=plan.action,
                            last_error="; ".join(item["message"] for item in unmet) or None,
                            definition_after=result["definition"], observed=observed(result))
+        result["rolled_back_jobs"] = [] if unmet else self.close_rolled_back(job_id)
         self.release()
         if unmet:
             raise IndexOpsError(
@@ -328,6 +329,7 @@ class IndexJob:
             "table_rows_estimate": (self.table_row or {}).get("estimated_rows"),
             "definition_before": plan.definition_before,
             "expectations": [],
+            "rolled_back_jobs": [],
         }
 
     # ----------------------------------------------------------------- ledger and expectations
@@ -360,6 +362,12 @@ class IndexJob:
         if self.conn.closed:
             self.conn = self.connect()
         ledger.finish(self.conn, job_id, attempts=self.counter.attempts, **fields)
+
+    def close_rolled_back(self, job_id):
+        """A successful rollback marks the runs it undid, so the ledger says the change is gone."""
+        if job_id is None or self.ledger.get("kind") != "rollback":
+            return []
+        return ledger.mark_rolled_back(self.conn, self.ledger["change_id"], self.ledger["environment"], job_id)
 
     def expectations(self, result, schema, name):
         """Check the change's promises against what happened; each item says met or not."""

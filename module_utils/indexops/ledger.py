@@ -68,9 +68,13 @@ SET state = %(state)s, action = coalesce(%(action)s, action), attempts = %(attem
 WHERE job_id = %(job_id)s
 """
 
+# A successful rollback closes the change's earlier successful runs in the same environment;
+# jobs that started after it (a later re-apply) are not touched.
 MARK_ROLLED_BACK = """
 UPDATE indexops.jobs SET state = 'rolled_back'
-WHERE change_id = %s AND kind IN ('apply', 'rehearse') AND state = 'succeeded'
+WHERE change_id = %s AND environment = %s AND job_id < %s AND kind IN ('apply', 'rehearse')
+  AND state = 'succeeded'
+RETURNING job_id
 """
 
 LATEST = """
@@ -82,11 +86,12 @@ WHERE change_id = %s AND kind = ANY(%s)
 ORDER BY job_id DESC LIMIT 1
 """
 
-# The definition before the change that a rollback must restore: the earliest job of the
-# change's latest run that recorded one (apply, or the first apply of a rehearsal).
+# The definition a rollback must restore: the newest apply or rehearsal job of the change that
+# dropped or replaced an index (only those recorded the definition they took away).
 DEFINITION_BEFORE = """
 SELECT definition_before FROM indexops.jobs
-WHERE change_id = %s AND kind IN ('apply', 'rehearse') AND definition_before IS NOT NULL AND definition_before <> ''
+WHERE change_id = %s AND kind IN ('apply', 'rehearse') AND action IN ('dropped', 'replaced')
+  AND definition_before IS NOT NULL AND definition_before <> ''
 ORDER BY job_id DESC LIMIT 1
 """
 
@@ -125,10 +130,11 @@ def finish(conn, job_id, *, state, attempts, action=None, last_error=None, defin
         })
 
 
-def mark_rolled_back(conn, change_id):
+def mark_rolled_back(conn, change_id, environment, before_job_id):
+    """Mark the change's earlier successful runs rolled back; returns their job ids."""
     with conn.cursor() as cur:
-        cur.execute(MARK_ROLLED_BACK, (change_id,))
-        return cur.rowcount
+        cur.execute(MARK_ROLLED_BACK, (change_id, environment, before_job_id))
+        return sorted(row[0] for row in cur.fetchall())
 
 
 def latest(conn, change_id, kinds):

@@ -9,7 +9,7 @@ WITH_VENV := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv sandbox sandbox-stop sandbox-status lint docs-check unit integration test demo clean
+.PHONY: help venv sandbox sandbox-stop sandbox-status lint docs-check unit integration molecule test demo clean bench
 
 help:
 	@echo "make venv          create .venv with the pinned tools (requirements-dev.txt)"
@@ -19,8 +19,9 @@ help:
 	@echo "make docs-check    ansible-doc must render every module in library/"
 	@echo "make unit          unit tests (no database)"
 	@echo "make integration   integration and playbook tests (real PostgreSQL)"
-	@echo "make test          lint + docs-check + the whole pytest suite"
-	@echo "make demo          run playbooks/demo.yml against the sandbox"
+	@echo "make molecule      the apply role converged, rerun (changed=0) and verified against its own sandbox"
+	@echo "make test          lint + docs-check + molecule + the whole pytest suite"
+	@echo "make demo          rehearse changes/orders-customer-created.yml on the sandbox under a writer load"
 	@echo "make clean         stop sandbox servers, remove .venv, .sandbox and caches"
 
 venv: $(STAMP)
@@ -65,13 +66,37 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(WITH_VENV) $(BIN)/pytest tests/integration tests/playbooks
 
-test: lint docs-check
+# molecule/default: roles/indexops_apply on this machine against a sandbox of its own (port
+# INDEXOPS_MOLECULE_PORT, default 54339; data in .sandbox/molecule, removed afterwards).
+molecule: $(STAMP)
+	$(WITH_VENV) $(BIN)/molecule test
+
+test: lint docs-check molecule
 	$(WITH_VENV) $(BIN)/pytest tests
 
+# Rehearses changes/orders-customer-created.yml on inventories/local (the sandbox) while a writer load
+# runs, then prints the report's path and summary. The report lands in reports/orders-customer-created/.
 demo: $(STAMP) sandbox
-	$(WITH_VENV) $(BIN)/ansible-playbook playbooks/demo.yml
+	$(WITH_VENV) $(BIN)/ansible-playbook playbooks/demo.yml -i inventories/local
 
 clean:
 	-[ -x $(BIN)/python ] && $(BIN)/python scripts/sandbox.py stop --all
 	rm -rf $(VENV) .sandbox .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# --- Benchmarks (issue 5): bench/run.py against the sandbox; writes bench/RESULTS.md and bench/results.json.
+# .venv-bench holds the `ansible` package (community.postgresql's postgresql_idx is a contender); it is
+# separate from .venv and reinstalled whenever bench/requirements.txt changes. Pass harness options
+# with e.g. `make bench BENCH_ARGS="--rows 5000000"` (see `.venv/bin/python bench/run.py --help`).
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ARGS  ?=
+
+$(BENCH_STAMP): bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python scripts/sandbox.py start --no-seed
+	$(WITH_VENV) $(BIN)/python bench/run.py --bench-venv $(BENCH_VENV) --invoked-as "make bench" $(BENCH_ARGS)

@@ -8,6 +8,9 @@ Command line (from the repository root)::
     .venv/bin/python scripts/sandbox.py status              # exit 0 running, 3 stopped
     .venv/bin/python scripts/sandbox.py env                 # shell exports (PGHOST, PGPORT, ...)
 
+Every command takes ``--data-dir DIR`` (default .sandbox/data) and ``--port N`` to run a second,
+separate sandbox, e.g. the molecule scenario's.
+
 Environment: INDEXOPS_SANDBOX_PORT (default 54329), INDEXOPS_DEMO_ROWS (default 2000000).
 
 The test suite imports :class:`Sandbox` to run its own throw-away server.
@@ -429,13 +432,17 @@ def seed_demo(sandbox: Sandbox, rows: int, dbname: str = DEMO_DB, out=sys.stdout
 
 # --------------------------------------------------------------------- command line
 
-def cli_sandbox() -> Sandbox:
-    port_text = os.environ.get("INDEXOPS_SANDBOX_PORT", str(DEFAULT_PORT))
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise SandboxError(f"INDEXOPS_SANDBOX_PORT must be a port number, not {port_text!r}") from None
-    return Sandbox(SANDBOX_DIR / "data", port)
+def cli_sandbox(args: argparse.Namespace | None = None) -> Sandbox:
+    """The sandbox the command line names: --data-dir and --port, else the defaults."""
+    port = getattr(args, "port", None)
+    if port is None:
+        port_text = os.environ.get("INDEXOPS_SANDBOX_PORT", str(DEFAULT_PORT))
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise SandboxError(f"INDEXOPS_SANDBOX_PORT must be a port number, not {port_text!r}") from None
+    data_dir = getattr(args, "data_dir", None)
+    return Sandbox(Path(data_dir) if data_dir else SANDBOX_DIR / "data", port)
 
 
 def demo_rows() -> int:
@@ -463,7 +470,7 @@ def _connection_help(sb: Sandbox) -> str:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    sb = cli_sandbox()
+    sb = cli_sandbox(args)
     rows = demo_rows()
     started = sb.start()
     sb.wait_ready()
@@ -494,13 +501,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
         if not stopped:
             print("sandbox: no server was running")
         return 0
-    sb = cli_sandbox()
+    sb = cli_sandbox(args)
     print("sandbox: stopped" if sb.stop() else "sandbox: not running")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    sb = cli_sandbox()
+    sb = cli_sandbox(args)
     if sb.is_running():
         port = sb.running_port() or sb.port
         print(f"sandbox: running on {sb.host}:{port} (data {sb.pgdata}, log {sb.log_file})")
@@ -511,7 +518,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    for key, value in cli_sandbox().env(DEMO_DB).items():
+    for key, value in cli_sandbox(args).env(DEMO_DB).items():
         print(f"export {key}={shlex.quote(value)}")
     return 0
 
@@ -519,14 +526,19 @@ def cmd_env(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", help="start the sandbox (idempotent) and seed the demo database")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--data-dir", help="data directory of the server (default .sandbox/data); its parent holds "
+                                          "the socket and postgres.log, so give each sandbox its own parent")
+    where.add_argument("--port", type=int, help=f"TCP port on {LISTEN_HOST} (default INDEXOPS_SANDBOX_PORT or "
+                                                f"{DEFAULT_PORT})")
+    start = sub.add_parser("start", parents=[where], help="start the sandbox (idempotent) and seed the demo database")
     start.add_argument("--no-seed", action="store_true", help=f"do not create/seed {DEMO_DB}")
     start.set_defaults(func=cmd_start)
-    stop = sub.add_parser("stop", help="stop the sandbox (idempotent)")
+    stop = sub.add_parser("stop", parents=[where], help="stop the sandbox (idempotent)")
     stop.add_argument("--all", action="store_true", help="stop every server under .sandbox/ (tests too)")
     stop.set_defaults(func=cmd_stop)
-    sub.add_parser("status", help="exit 0 when running, 3 when not").set_defaults(func=cmd_status)
-    sub.add_parser("env", help="print shell exports for libpq").set_defaults(func=cmd_env)
+    sub.add_parser("status", parents=[where], help="exit 0 when running, 3 when not").set_defaults(func=cmd_status)
+    sub.add_parser("env", parents=[where], help="print shell exports for libpq").set_defaults(func=cmd_env)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

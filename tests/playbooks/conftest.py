@@ -23,6 +23,14 @@ which the tests read for what an operator sees: PLAY RECAP, diffs, error lines.
 A playbook name without a slash is looked up in tests/playbooks/files/; anything else is relative to
 the repository root (e.g. ``playbooks/demo.yml``). ``inventory=None`` uses ansible.cfg's default
 inventory (inventories/local).
+
+``environment_inventory`` (function scope) builds an inventory directory shaped like
+inventories/<env>/ for the test database: ``hosts.yml`` (group ``postgres``, host ``pgtest``) and
+``group_vars/all.yml`` with that environment's policy (see ``ENVIRONMENT_POLICY``) plus the
+connection vars, any of which a test can override or remove::
+
+    path = environment_inventory("production", indexops_enabled=False, drop=["indexops_environment"])
+    run = run_playbook("playbooks/apply.yml", inventory=path, extra_vars={"change": "..."})
 """
 
 from __future__ import annotations
@@ -146,6 +154,44 @@ def connection_vars(db) -> dict[str, Any]:
     if params.get("login_password"):
         out["indexops_login_password"] = params["login_password"]
     return out
+
+
+# The policy of each environment as inventories/<env>/group_vars/all.yml sets it, without the
+# connection (the test database's) and without a maintenance window (tests set one explicitly).
+ENVIRONMENT_POLICY: dict[str, dict[str, Any]] = {
+    "local": {"indexops_production": False, "indexops_require_rehearsal": False},
+    "staging": {"indexops_production": False, "indexops_require_rehearsal": False},
+    "production": {"indexops_production": True, "indexops_require_rehearsal": True},
+}
+COMMON_POLICY: dict[str, Any] = {
+    "indexops_enabled": True,
+    "indexops_statement_timeout": None,
+    "indexops_long_transaction_threshold": "5min",
+    "indexops_maintenance_window": None,
+    "indexops_rehearsal_environments": ["staging"],
+    "indexops_rehearsal_max_age": "7d",
+}
+
+
+@pytest.fixture
+def environment_inventory(db, tmp_path):
+    """Factory: an inventory directory for environment ``env`` pointing at ``db``; see the module docstring."""
+
+    def make(env: str, *, drop: tuple[str, ...] | list[str] = (), **overrides: Any) -> Path:
+        python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
+        root = tmp_path / "inventories" / env
+        (root / "group_vars").mkdir(parents=True, exist_ok=True)
+        hosts = {"all": {"children": {"postgres": {"hosts": {TEST_HOST: {
+            "ansible_connection": "local", "ansible_python_interpreter": str(python)}}}}}}
+        (root / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+        policy = {"indexops_environment": env, **COMMON_POLICY, **ENVIRONMENT_POLICY.get(env, {}),
+                  **connection_vars(db), **overrides}
+        for name in drop:
+            policy.pop(name, None)
+        (root / "group_vars" / "all.yml").write_text(yaml.safe_dump(policy, sort_keys=False))
+        return root
+
+    return make
 
 
 @pytest.fixture

@@ -351,27 +351,38 @@ def make_orders(db, rows=20000):
     """, (rows,))
 
 
-def test_demo_playbook_runs_green_and_leaves_no_index(db, run_playbook):
+def test_demo_playbook_rehearses_the_example_change_under_a_writer_load(db, run_playbook, tmp_path):
     make_orders(db)
     before = snapshot(db)
     params = db.params
-    connection = {"indexops_login_host": params["login_host"], "indexops_login_port": params["login_port"],
-                  "indexops_login_user": params["login_user"], "indexops_db": params["db"]}
-    # demo.yml passes no login_password; libpq reads PGPASSWORD when the server wants one
+    reports = tmp_path / "reports"
+    extra_vars = {"indexops_login_host": params["login_host"], "indexops_login_port": params["login_port"],
+                  "indexops_login_user": params["login_user"], "indexops_db": params["db"],
+                  "indexops_reports_dir": str(reports)}
+    # demo.yml's writer gets no password; libpq reads PGPASSWORD when the server wants one
     env = {"PGPASSWORD": params["login_password"]} if params.get("login_password") else None
 
     # the repository's default inventory (inventories/local, from ansible.cfg), as `make demo` uses it
-    run = run_playbook("playbooks/demo.yml", inventory=None, extra_vars=connection, env=env)
+    run = run_playbook("playbooks/demo.yml", inventory=None, extra_vars=extra_vars, env=env)
 
     assert run.returncode == 0, run.describe()
     assert run.recap["sandbox"]["failed"] == 0 and run.recap["sandbox"]["unreachable"] == 0, run.describe()
-    # the check-mode plan (would change), the build and the drop; the rerun changed nothing
+    # the rehearsal's apply, rollback and second apply; nothing else changed anything
     assert run.recap["sandbox"]["changed"] == 3, run.describe()
-    # debug prints its msg as JSON, so the plan's double quotes appear escaped
-    plan = json.dumps('planned: CREATE INDEX CONCURRENTLY "orders_customer_created_idx"')[1:-1]
-    assert plan in run.stdout, run.describe()
-    assert "action=created valid=True" in run.stdout, run.describe()
-    assert "rerun: unchanged, as it should be" in run.stdout, run.describe()
-    assert "action=dropped" in run.stdout, run.describe()
-    assert snapshot(db) == before  # the demo's index is gone and nothing else was touched
-    assert index_names(db, "orders") == ["orders_pkey"]
+    [report_file] = sorted((reports / "orders-customer-created").glob("local-*.json"))
+    report = json.loads(report_file.read_text())
+    assert report["kind"] == "rehearse" and report["success"] is True, report
+    steps = report["hosts"]["sandbox"]["steps"]
+    assert [steps[step]["action"] for step in ("apply", "rollback", "reapply")] == ["created", "dropped", "created"]
+    assert report["measurements"]["duration_s"] > 0
+    # the report's path and summary, and the writer's tally, are what the demo ends with
+    assert f"report: {report_file.with_suffix('.md')} (and .json)" in run.stdout, run.describe()
+    assert "rehearse of change orders-customer-created on local: succeeded" in run.stdout, run.describe()
+    writer = re.search(r"writer: (\d+) writes in [\d.]+s \(\d+ inserts, \d+ updates\), max latency [\d.]+ ms",
+                       run.stdout)
+    assert writer and int(writer.group(1)) > 0, run.describe()
+    # the rehearsed index stays, valid; nothing else was touched
+    assert index_row(db, "orders_customer_created_idx")[2] is True
+    assert index_names(db, "orders") == ["orders_customer_created_idx", "orders_pkey"]
+    assert [row for row in snapshot(db) if row[0] == "public" and row[1] != "orders_customer_created_idx"] == [
+        row for row in before if row[0] == "public"]

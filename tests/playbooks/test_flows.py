@@ -1,0 +1,483 @@
+"""The runbook flows end to end: playbooks/{preflight,apply,rehearse,rollback,cleanup}.yml run by the
+real ansible-playbook (conftest.py) against the ``db`` fixture's database, one generated inventory per
+environment (local, staging, production) with that environment's policy.
+
+Every test checks the database itself (catalog and ledger) and the reports on disk, not only what
+Ansible printed; refusals are checked to leave nothing behind: no index and not even the ledger
+schema, which the first DDL job would create.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scripts.sandbox import ORDERS_DDL, ORDERS_SEED
+
+pytestmark = pytest.mark.playbook
+
+ROOT = Path(__file__).resolve().parents[2]
+CHANGE = "orders-customer-created"
+INDEX = "orders_customer_created_idx"
+DEFINITION = "CREATE INDEX orders_customer_created_idx ON public.orders USING btree (customer_id, created_at DESC)"
+OPERATOR = "alice"  # the operator's $USER, which the flows record when no -e indexops_operator is given
+ROWS = 3000
+
+# A Wednesday noon, and a Monday 23:30 in Berlin, for the maintenance window Mon 22:00-02:00.
+WINDOW = {"days": ["mon"], "start": "22:00", "end": "02:00", "timezone": "Europe/Berlin"}
+WINDOW_CLOSED_AT = "2026-11-25T12:00:00+00:00"
+WINDOW_OPEN_AT = "2026-11-23T22:30:00+00:00"
+
+
+# --------------------------------------------------------------------------- helpers
+
+@dataclass
+class Flows:
+    """Runs the flows against the test database with the changes and reports in temporary directories."""
+
+    db: Any
+    run_playbook: Any
+    environment_inventory: Any
+    changes_dir: Path
+    reports_dir: Path
+
+    def inventory(self, env: str, drop=(), **policy) -> Path:
+        return self.environment_inventory(env, drop=drop, indexops_changes_dir=str(self.changes_dir),
+                                          indexops_reports_dir=str(self.reports_dir), **policy)
+
+    def run(self, playbook: str, env: str = "local", *, change: str | None = CHANGE, check: bool = False,
+            extra: dict[str, Any] | None = None, drop=(), **policy):
+        extra_vars = {**({"change": change} if change else {}), **(extra or {})}
+        return self.run_playbook(f"playbooks/{playbook}.yml", inventory=self.inventory(env, drop=drop, **policy),
+                                 extra_vars=extra_vars, check=check, env={"USER": OPERATOR})
+
+    def write_change(self, change_id: str, **fields) -> Path:
+        """changes/<id>.yml: the orders-customer-created example with ``fields`` replaced."""
+        document = yaml.safe_load((ROOT / "changes" / f"{CHANGE}.yml").read_text())
+        document.update(id=change_id, **fields)
+        path = self.changes_dir / f"{change_id}.yml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    def reports(self, change: str = CHANGE, suffix: str = ".json") -> list[Path]:
+        """The change's reports, oldest first (by the UTC timestamp in <env>-<timestamp>.json)."""
+        return sorted((self.reports_dir / change).glob(f"*{suffix}"), key=lambda path: path.stem.rsplit("-", 1)[1])
+
+    def report(self, change: str = CHANGE) -> dict[str, Any]:
+        """The newest JSON report of the change."""
+        paths = self.reports(change)
+        assert paths, f"no report in {self.reports_dir / change}"
+        return json.loads(paths[-1].read_text())
+
+    def ledger(self, change: str = CHANGE) -> list[dict[str, Any]]:
+        if not self.ledger_exists():
+            return []
+        columns = ("kind", "action", "environment", "state", "operator", "override_reason", "spec_digest",
+                   "definition_before", "last_error")
+        rows = self.db.fetchall(f"SELECT {', '.join(columns)} FROM indexops.jobs WHERE change_id = %s ORDER BY job_id",
+                                (change,))
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def ledger_exists(self) -> bool:
+        return self.db.fetchone("SELECT to_regclass('indexops.jobs') IS NOT NULL")[0]
+
+    def index(self, name: str = INDEX) -> tuple[bool, str] | None:
+        """(valid, definition) of public.<name>, or None."""
+        return self.db.fetchone(
+            "SELECT i.indisvalid, pg_catalog.pg_get_indexdef(c.oid) FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
+            "WHERE n.nspname = 'public' AND c.relname = %s", (name,))
+
+
+@pytest.fixture
+def flows(db, run_playbook, environment_inventory, tmp_path) -> Flows:
+    """public.orders as in the sandbox (3,000 rows), and a copy of the repository's change files."""
+    db.execute(ORDERS_DDL)
+    db.execute(ORDERS_SEED, {"rows": ROWS})
+    db.execute("ANALYZE public.orders")
+    changes_dir = tmp_path / "changes"
+    changes_dir.mkdir()
+    for path in (ROOT / "changes").glob("*.yml"):
+        shutil.copy(path, changes_dir / path.name)
+    return Flows(db, run_playbook, environment_inventory, changes_dir, tmp_path / "reports")
+
+
+def ok(run) -> None:
+    assert run.returncode == 0, run.describe()
+    assert all(stats["failed"] == 0 for stats in run.recap.values()), run.describe()
+
+
+def refused(run, *phrases: str) -> str:
+    """The run failed; returns its failure message after checking that every phrase is in it."""
+    assert run.returncode != 0, run.describe()
+    message = "\n".join(line for line in run.output.splitlines() if line.startswith(("fatal:", "failed:", "[ERROR]")))
+    for phrase in phrases:
+        assert phrase in message, f"{phrase!r} is not in the failure:\n{message}\n{run.describe()}"
+    return message
+
+
+def nothing_changed(flows: Flows, index: str = INDEX) -> None:
+    assert flows.index(index) is None
+    assert not flows.ledger_exists(), "the ledger schema was created: something connected for DDL"
+
+
+# --------------------------------------------------------------------------- apply
+
+def test_apply_builds_verifies_records_and_reports_and_a_rerun_changes_nothing(flows):
+    run = flows.run("apply")
+
+    ok(run)
+    assert run.recap["pgtest"]["changed"] == 1, run.describe()
+    assert flows.index() == (True, DEFINITION)
+    [job] = flows.ledger()
+    assert job["kind"] == "apply" and job["action"] == "created" and job["state"] == "succeeded"
+    assert job["environment"] == "local" and job["operator"] == OPERATOR and job["override_reason"] is None
+    report = flows.report()
+    assert report["kind"] == "apply" and report["success"] is True and report["digest"] == job["spec_digest"]
+    assert report["operator"] == OPERATOR and report["environment"] == "local"
+    host = report["hosts"]["pgtest"]
+    assert host["action"] == "created" and host["valid"] is True and host["definition"] == DEFINITION
+    assert host["sql"] == ['CREATE INDEX CONCURRENTLY "orders_customer_created_idx" ON "public"."orders" '
+                           'USING "btree" ("customer_id", "created_at" DESC)']
+    assert {e["name"] for e in host["expectations"]} == {"valid", "max_duration", "max_size", "plan_uses_index"}
+    assert all(e["met"] for e in host["expectations"])
+    markdown = flows.reports(suffix=".md")[-1].read_text()
+    assert markdown.startswith("# Apply of index change `orders-customer-created` on local: succeeded")
+    assert "CREATE INDEX CONCURRENTLY" in markdown and "Watch the latency of GET /orders." in markdown
+    assert f"ansible-playbook playbooks/rollback.yml -i inventories/local -e change={CHANGE}" in markdown
+
+    again = flows.run("apply")
+
+    ok(again)
+    assert again.recap["pgtest"]["changed"] == 0, again.describe()
+    assert flows.index() == (True, DEFINITION)
+    assert [job["action"] for job in flows.ledger()] == ["created", "none"]
+
+
+def test_check_mode_shows_the_sql_and_changes_nothing(flows):
+    run = flows.run("apply", check=True)
+
+    ok(run)
+    assert "check mode: no DDL ran and no report was written" in run.stdout
+    assert 'would run: CREATE INDEX CONCURRENTLY \\"orders_customer_created_idx\\"' in run.stdout
+    nothing_changed(flows)
+    assert flows.reports() == []
+
+
+def test_an_unmet_expectation_fails_the_apply_and_says_which(flows):
+    flows.write_change("orders-tiny", index={"name": "orders_tiny_idx", "table": "public.orders",
+                                             "columns": ["customer_id"]},
+                       expected={"valid": True, "max_size": "1kB"})
+
+    run = flows.run("apply", change="orders-tiny")
+
+    refused(run, "apply of change orders-tiny failed on pgtest", "max_size: expected 1kB")
+    assert flows.index("orders_tiny_idx")[0] is True  # the index is left as it is
+    [job] = flows.ledger("orders-tiny")
+    assert job["state"] == "failed" and "max_size" in job["last_error"]
+    report = flows.report("orders-tiny")
+    assert report["success"] is False
+    assert [(e["name"], e["met"]) for e in report["hosts"]["pgtest"]["expectations"]] == [
+        ("valid", True), ("max_size", False)]
+    assert "| max_size | 1kB |" in flows.reports("orders-tiny", ".md")[-1].read_text()
+
+
+def test_preflight_lists_every_reason_and_changes_nothing(flows):
+    blocker = flows.db.connect(autocommit=False, application_name="long-report")
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("SELECT count(*) FROM public.orders")
+        time.sleep(1.5)
+        flows.write_change("orders-missing-column", index={"name": "orders_nope_idx", "table": "public.orders",
+                                                            "columns": ["no_such_column"]})
+
+        run = flows.run("preflight", change="orders-missing-column", indexops_long_transaction_threshold="1s")
+    finally:
+        blocker.close()
+
+    message = refused(run, "no-go on pgtest: columns_exist", "no-go on pgtest: long_transactions")
+    assert "no_such_column" in message
+    nothing_changed(flows, "orders_nope_idx")
+    report = flows.report("orders-missing-column")
+    assert report["kind"] == "preflight" and report["success"] is False
+    failed = {check["name"] for check in report["hosts"]["pgtest"]["checks"] if check["ok"] is False}
+    assert {"columns_exist", "long_transactions"} <= failed
+
+
+# --------------------------------------------------------------------------- rehearse
+
+def test_rehearse_applies_measures_rolls_back_and_applies_again(flows):
+    run = flows.run("rehearse", "staging")
+
+    ok(run)
+    assert flows.index() == (True, DEFINITION)
+    assert [(job["kind"], job["action"]) for job in flows.ledger()] == [
+        ("rehearse", "created"), ("rollback", "dropped"), ("rehearse", "created")]
+    report = flows.report()
+    assert report["kind"] == "rehearse" and report["success"] is True and report["environment"] == "staging"
+    steps = report["hosts"]["pgtest"]["steps"]
+    assert [steps[name]["action"] for name in ("apply", "rollback", "reapply")] == ["created", "dropped", "created"]
+    measurements = report["measurements"]
+    assert set(measurements) == {"duration_s", "size_bytes", "lock_wait_s", "table_bytes", "table_rows_estimate",
+                                 "rollback_duration_s", "reapply_duration_s"}
+    assert measurements["duration_s"] > 0 and measurements["size_bytes"] > 0 and measurements["table_bytes"] > 0
+    assert measurements["table_rows_estimate"] == ROWS
+    assert "## Measurements" in flows.reports(suffix=".md")[-1].read_text()
+
+
+def test_rehearse_refuses_to_run_in_production(flows):
+    run = flows.run("rehearse", "production")
+
+    refused(run, "refused: a rehearsal", "indexops_production is true", "-i inventories/staging")
+    nothing_changed(flows)
+
+
+# --------------------------------------------------------------------------- production gate
+
+def test_production_needs_a_rehearsal_of_the_same_digest(flows):
+    without = flows.run("apply", "production")
+
+    refused(without, "refused: production requires a successful rehearsal of change orders-customer-created",
+            "rehearse.yml -i inventories/staging")
+    nothing_changed(flows)
+
+    ok(flows.run("rehearse", "staging"))
+    flows.db.execute(f"DROP INDEX public.{INDEX}")  # staging and production share the test database
+
+    allowed = flows.run("apply", "production")
+
+    ok(allowed)
+    assert flows.index() == (True, DEFINITION)
+    report = flows.report()
+    assert report["environment"] == "production" and report["success"] is True
+    assert report["rehearsal"]["environment"] == "staging"
+    assert Path(report["rehearsal"]["path"]).name.startswith("staging-")
+
+    edited = flows.changes_dir / f"{CHANGE}.yml"
+    edited.write_text(edited.read_text().replace("order: desc", "order: asc"))
+
+    after_edit = flows.run("apply", "production")
+
+    refused(after_edit, "refused: production requires a successful rehearsal",
+            "1 rehearsal report did not count: 1 for another digest (the change was edited after it)")
+    assert flows.index() == (True, DEFINITION)  # untouched
+    assert [job["environment"] for job in flows.ledger()][-1] == "production"
+
+
+def test_a_break_glass_override_is_recorded_in_the_ledger_and_the_report(flows):
+    reason = "INC-4711: checkout is down, the index is needed now"
+
+    run = flows.run("apply", "production", extra={"indexops_override_reason": reason})
+
+    ok(run)
+    assert "BREAK-GLASS override by alice" in run.stdout
+    assert flows.index() == (True, DEFINITION)
+    [job] = flows.ledger()
+    assert job["override_reason"] == reason and job["operator"] == OPERATOR
+    report = flows.report()
+    assert report["override"] is True and report["override_reason"] == reason
+    assert any("requires a successful rehearsal" in line for line in report["overridden"])
+    assert f"**break-glass** by {OPERATOR}: {reason}" in flows.reports(suffix=".md")[-1].read_text()
+
+
+def test_the_kill_switch_refuses_before_connecting_and_no_override_passes_it(flows):
+    run = flows.run("apply", "production", indexops_enabled=False,
+                    extra={"indexops_override_reason": "INC-1: please"})
+
+    message = refused(run, "refused: indexops is switched off on production (indexops_enabled: false)")
+    assert "Check the target read-only" not in run.stdout  # preflight never ran: nothing connected
+    assert len([line for line in message.splitlines() if line.startswith("fatal:")]) == 1
+    nothing_changed(flows)
+
+
+def test_outside_the_maintenance_window_the_refusal_says_when_it_opens(flows):
+    closed = flows.run("apply", "production", indexops_require_rehearsal=False, indexops_maintenance_window=WINDOW,
+                       extra={"indexops_now": WINDOW_CLOSED_AT})
+
+    refused(closed, "refused: production allows DDL only in its maintenance window",
+            "the window opens Mon 2026-11-30 22:00")
+    nothing_changed(flows)
+
+    open_ = flows.run("apply", "production", indexops_require_rehearsal=False, indexops_maintenance_window=WINDOW,
+                      extra={"indexops_now": WINDOW_OPEN_AT})
+
+    ok(open_)
+    assert flows.index() == (True, DEFINITION)
+
+
+# --------------------------------------------------------------------------- rollback
+
+def test_rollback_of_a_create_drops_the_index_and_a_second_rollback_changes_nothing(flows):
+    ok(flows.run("apply"))
+
+    run = flows.run("rollback")
+
+    ok(run)
+    note = run.task_output("indexops_rollback : Print the rollback note of the change")
+    assert "Watch the latency of GET /orders." in note
+    assert flows.index() is None
+    assert [(job["kind"], job["action"]) for job in flows.ledger()] == [("apply", "created"), ("rollback", "dropped")]
+    assert flows.report()["kind"] == "rollback" and flows.report()["success"] is True
+
+    again = flows.run("rollback")
+
+    ok(again)
+    assert again.recap["pgtest"]["changed"] == 0, again.describe()
+    assert flows.index() is None
+
+
+def test_rollback_of_a_drop_recreates_the_identical_definition(flows):
+    flows.db.execute("CREATE INDEX orders_status_note_idx ON public.orders (status, lower(note) DESC NULLS LAST) "
+                     "INCLUDE (total_cents) WHERE note IS NOT NULL")
+    before = flows.index("orders_status_note_idx")
+    flows.write_change("orders-drop-status-note", action="drop",
+                       index={"name": "orders_status_note_idx", "table": "public.orders"},
+                       expected={"valid": False},
+                       rollback={"note": "Recreating it restores the notes report."})
+
+    ok(flows.run("apply", change="orders-drop-status-note"))
+    assert flows.index("orders_status_note_idx") is None
+
+    run = flows.run("rollback", change="orders-drop-status-note")
+
+    ok(run)
+    assert flows.index("orders_status_note_idx") == before
+    jobs = flows.ledger("orders-drop-status-note")
+    assert [(job["kind"], job["action"]) for job in jobs] == [("apply", "dropped"), ("rollback", "created")]
+    assert jobs[0]["definition_before"] == before[1]
+
+    again = flows.run("rollback", change="orders-drop-status-note")
+
+    ok(again)
+    assert again.recap["pgtest"]["changed"] == 0, again.describe()
+    assert flows.index("orders_status_note_idx") == before
+
+
+# --------------------------------------------------------------------------- cleanup
+
+@contextlib.contextmanager
+def build_waiting_on_a_snapshot(db, name):
+    """A CREATE INDEX CONCURRENTLY of ``name`` on public.archive that stays in progress (invalid, being
+    built) until the block ends: it waits for an older transaction's snapshot, released on exit.
+
+    It is on another table than the leftovers to drop, because DROP INDEX CONCURRENTLY and a running
+    CREATE INDEX CONCURRENTLY on the same table wait for each other (SHARE UPDATE EXCLUSIVE)."""
+    db.execute("CREATE TABLE public.archive AS SELECT g AS id, g % 97 AS total FROM generate_series(1, 2000) AS g")
+    holder = db.connect(autocommit=False, application_name="snapshot-holder")
+    with holder.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("SELECT 1")  # takes the snapshot the build waits for, and no lock on any table
+    builder = db.connect(application_name="concurrent-builder")
+    errors = []
+
+    def build():
+        try:
+            with builder.cursor() as cur:
+                cur.execute(f"CREATE INDEX CONCURRENTLY {name} ON public.archive (total)")
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=build, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not db.fetchone("SELECT count(*) FROM pg_stat_progress_create_index p "
+                              "JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = %s", (name,))[0]:
+            assert time.monotonic() < deadline, f"the build of {name} never showed up in progress: {errors}"
+            time.sleep(0.1)
+        yield
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join(60)
+        builder.close()
+    assert not errors, errors
+
+
+def make_invalid_leftover(db, name):
+    """A failed CREATE UNIQUE INDEX CONCURRENTLY leaves an invalid index nobody is building."""
+    with contextlib.suppress(Exception):
+        db.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON public.orders (status)")
+    assert db.fetchone("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", (f"public.{name}",))[0]
+
+
+def test_cleanup_lists_in_check_mode_and_drops_only_leftovers_nobody_is_building(flows):
+    make_invalid_leftover(flows.db, "orders_status_uniq")
+
+    with build_waiting_on_a_snapshot(flows.db, "archive_total_building_idx"):
+        listing = flows.run("cleanup", change=None, check=True)
+
+        ok(listing)
+        out = listing.task_output("indexops_cleanup : List the leftovers found")
+        assert "would drop: invalid index public.orders_status_uniq" in out
+        assert "being built, left alone: invalid index public.archive_total_building_idx on archive" in out
+        assert flows.index("orders_status_uniq") is not None
+
+        run = flows.run("cleanup", change=None)
+
+        ok(run)
+        assert "dropped 1 leftover(s); 1 being built, left alone" in run.stdout
+        assert flows.index("orders_status_uniq") is None
+        assert flows.index("archive_total_building_idx") is not None
+
+    assert flows.index("archive_total_building_idx")[0] is True  # the build it left alone finished
+
+
+# --------------------------------------------------------------------------- bad input
+
+BAD_CHANGES = {
+    "yaml-syntax": ("id: bad-yaml\nowner: [unclosed\n", "bad-yaml.yml"),
+    "bad-field": (None, "index/columns/1/order"),
+    "id-mismatch": (None, "is 'someone-else' but the file is named"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CHANGES))
+def test_a_bad_change_file_is_rejected_with_the_file_and_field_and_nothing_changes(flows, case):
+    text, phrase = BAD_CHANGES[case]
+    if case == "yaml-syntax":
+        (flows.changes_dir / "bad-yaml.yml").write_text(text)
+        change = "bad-yaml"
+    elif case == "bad-field":
+        change = "bad-field"
+        flows.write_change(change, index={"name": INDEX, "table": "public.orders",
+                                          "columns": ["customer_id", {"name": "created_at", "order": "sideways"}]})
+    else:
+        change = "id-mismatch"
+        path = flows.write_change("someone-else")
+        path.rename(flows.changes_dir / "id-mismatch.yml")
+
+    run = flows.run("apply", change=change)
+
+    refused(run, f"{change}.yml", phrase, "Nothing was changed")
+    nothing_changed(flows)
+
+
+BAD_POLICY = {
+    "retries-not-a-number": ({"indexops_lock_retries": "many"}, (), "indexops_lock_retries"),
+    "no-retries": ({"indexops_lock_retries": 0}, (), "refused: indexops_lock_retries is 0"),
+    "kill-switch-not-a-bool": ({"indexops_enabled": "maybe"}, (), "indexops_enabled"),
+    "window-bad-day": ({"indexops_maintenance_window": {**WINDOW, "days": ["funday"]}}, (), "funday"),
+    "no-environment-name": ({}, ("indexops_environment",), "missing required arguments: indexops_environment"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_POLICY))
+def test_a_bad_policy_value_is_rejected_before_anything_runs(flows, case):
+    policy, drop, phrase = BAD_POLICY[case]
+
+    run = flows.run("apply", "production", drop=drop, **policy)
+
+    refused(run, phrase)
+    assert "Check the target read-only" not in run.stdout  # rejected before anything connected
+    nothing_changed(flows)

@@ -1,0 +1,121 @@
+"""The benchmark harness (bench/run.py) runs once on a tiny table, so that it cannot rot.
+
+``make bench`` is not part of ``make test``. This test runs the same harness end to end, as a
+subprocess of the project's venv Python, against the test suite's own server: the ``db`` fixture's
+fresh database, 20,000 rows, two writers at 200 writes/s each (so that ansible-playbook is not
+starved of CPU and the test stays fast) and windows of a fraction of a second. It checks that
+results.json holds every figure with sane values (non-negative, writes counted) and that RESULTS.md
+was rendered. It does not judge the targets: on a tiny table they mean nothing.
+
+The community.postgresql contender is left out, only through the harness option
+``--contenders plain,concurrent,pg_index``: it needs ``.venv-bench`` (the ``ansible`` package from
+PyPI), which ``make bench`` installs and ``make test`` does not. Every other contender and scenario
+runs as in ``make bench``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = ROOT / "bench" / "run.py"
+ROWS = 20_000
+CONTENDERS = ("plain", "concurrent", "pg_index")
+SCENARIOS = ("write_availability", "long_build", "lock_queue", "status_scale", "polling")
+TARGETS = {"pg_index_max_stall", "plain_ddl_stall", "pg_index_writes_vs_cic", "pg_index_wall_overhead",
+           "status_scale", "polling_cost"}
+
+
+def assert_window(stats, *, writes_expected):
+    assert stats["seconds"] >= 0
+    assert stats["ops"] >= 0
+    if writes_expected:
+        assert stats["ops"] > 0 and stats["ops_per_s"] > 0, stats
+    if stats["latency_samples"]:
+        assert 0 <= stats["p50_ms"] <= stats["p99_ms"] <= stats["max_ms"], stats
+
+
+def assert_write_row(row):
+    assert row["wall_s"] >= 0
+    assert_window(row["baseline"], writes_expected=True)
+    assert_window(row["during"], writes_expected=False)
+    assert_window(row["after"], writes_expected=True)
+    assert row["during"]["latency_samples"] > 0, row  # some write is always in flight
+    assert row["writes_ratio"] is None or row["writes_ratio"] >= 0
+    assert row["write_errors"] == 0, row["last_error"]
+
+
+def test_bench_harness_runs_on_a_tiny_table(db, tmp_path):
+    params = db.conn_params
+    env = {**os.environ}
+    if params.get("password"):
+        env["PGPASSWORD"] = str(params["password"])  # never on a command line
+    cmd = [sys.executable, str(RUN),
+           "--host", str(params.get("host", "127.0.0.1")), "--port", str(params.get("port", 5432)),
+           "--user", str(params.get("user", "postgres")), "--database", db.name,
+           "--maintenance-db", db.server.maintenance_db,
+           "--rows", str(ROWS), "--writers", "2", "--readers", "1", "--rate", "200",
+           "--baseline-s", "0.3", "--after-s", "0.3", "--hold-s", "2.5", "--lq-lead-s", "0.2",
+           "--poll-interval-s", "0.2", "--poll-repeats", "1",
+           "--contenders", ",".join(CONTENDERS), "--out-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    res = json.loads((tmp_path / "results.json").read_text())
+    machine = res["machine"]
+    assert machine["cores"] >= 1 and machine["memory_bytes"] > 0
+    assert machine["postgresql_version"]
+    assert res["command"] and res["elapsed_s"] > 0
+    assert res["table"]["rows"] == ROWS and res["table"]["table_bytes"] > 0
+    assert list(res["scenarios"]) == list(SCENARIOS)
+
+    wa = res["scenarios"]["write_availability"]["rows"]
+    assert {(r["contender"], r["operation"]) for r in wa} == {
+        *((c, op) for c in CONTENDERS for op in ("create", "drop")), ("ansible_noop", "none")}
+    for row in wa:
+        assert_write_row(row)
+    pg_create = next(r for r in wa if r["contender"] == "pg_index" and r["operation"] == "create")
+    assert pg_create["module"]["action"] == "created" and pg_create["module"]["attempts"] >= 1
+
+    long_runs = res["scenarios"]["long_build"]["runs"]  # two rounds by default, the order alternating
+    assert [r["contender"] for r in long_runs] == ["concurrent", "pg_index", "pg_index", "concurrent"]
+    for row in long_runs:
+        assert_write_row(row)
+    long_rows = res["scenarios"]["long_build"]["rows"]  # the medians
+    assert [r["contender"] for r in long_rows] == ["concurrent", "pg_index"]
+    for row in long_rows:
+        assert_write_row(row)
+    assert long_rows[0]["definition"] == long_rows[1]["definition"].replace('"', "")  # the same index
+
+    lq = res["scenarios"]["lock_queue"]["rows"]
+    assert [r["contender"] for r in lq] == ["plain", "pg_index"]
+    for row in lq:
+        assert row["wall_s"] >= 0 and row["hold_s"] >= 2.5
+        assert_window(row["baseline_writers"], writes_expected=True)
+        assert_window(row["baseline_readers"], writes_expected=True)
+        assert_window(row["writers"], writes_expected=False)
+        assert_window(row["readers"], writes_expected=False)
+        assert row["writers"]["max_ms"] >= 0 and row["readers"]["max_ms"] >= 0
+    assert lq[1]["module"]["action"] == "dropped" and lq[1]["module"]["attempts"] >= 1
+
+    assert res["scenarios"]["status_scale"]["pending"]
+
+    polling = res["scenarios"]["polling"]
+    assert [r["polled"] for r in polling["runs"]] == [False, True]
+    assert all(r["build_s"] > 0 and r["wall_s"] > 0 for r in polling["runs"])
+    assert polling["runs"][1]["polls"] >= 1
+    assert polling["build_ratio"] > 0
+
+    targets = {t["id"]: t for t in res["targets"]}
+    assert set(targets) == TARGETS
+    assert all(t["met"] in (True, False, None) for t in targets.values())
+    assert targets["status_scale"]["met"] is None and "pending" in targets["status_scale"]["why"]
+
+    report = (tmp_path / "RESULTS.md").read_text()
+    for heading in ("## Targets", "## Write availability (part 2)", "## Long build", "## Lock queue (part 3)",
+                    "## Status scale (part 4)", "## Progress polling cost (part 5)"):
+        assert heading in report

@@ -154,3 +154,73 @@ def jobs(conn, change_id):
     if not fetch_one(conn, LEDGER_EXISTS)["present"]:
         return []
     return fetch_all(conn, "SELECT * FROM indexops.jobs WHERE change_id = %s ORDER BY job_id", (change_id,))
+
+
+# --------------------------------------------------------------------------- read-only, for pg_index_status
+
+# Whether the ledger exists and this role may read it, without touching the table itself (a role
+# without USAGE on schema indexops would get an error from to_regclass or from the SELECT).
+READ_ACCESS = """
+SELECT t.oid IS NOT NULL AS exists,
+       t.oid IS NOT NULL AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+           AND pg_catalog.has_table_privilege(t.oid, 'SELECT') AS readable
+FROM (SELECT 1) AS one
+LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'indexops'
+LEFT JOIN pg_catalog.pg_class t ON t.relnamespace = n.oid AND t.relname = 'jobs' AND t.relkind IN ('r', 'p')
+"""
+
+# Jobs as pg_index_status reports them: UTC ISO timestamps, and whether a running job is lost.
+# A running job is lost when no session with its backend_pid exists any more, or when that pid
+# now belongs to a session that started after the job (the pid was reused). A session whose
+# backend_start this role cannot see (no pg_read_all_stats) counts as the job's own: unknown is
+# not lost. A job whose backend is alive but between statements (lock retry backoff, verifying)
+# is not lost either: only the end of its session makes it so.
+JOB_COLUMNS = """
+SELECT j.job_id, j.change_id, j.kind, j.action, j.environment, j.state,
+       j.state = 'running' AND NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_stat_activity a
+           WHERE a.pid = j.backend_pid AND (a.backend_start IS NULL OR a.backend_start <= j.started_at)
+       ) AS lost,
+       to_char(j.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS started_at,
+       to_char(j.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS finished_at,
+       j.duration_s, j.attempts, j.owner, j.operator, j.last_error, j.backend_pid, j.application_name,
+       j.index_schema, j.index_name, j.table_name, j.definition_before, j.definition_after
+FROM indexops.jobs j
+"""
+
+JOBS_OF_CHANGE = JOB_COLUMNS + """
+WHERE j.change_id = %(change_id)s AND (%(environment)s::text IS NULL OR j.environment = %(environment)s)
+ORDER BY j.job_id
+"""
+
+RUNNING_JOBS = JOB_COLUMNS + "WHERE j.state = 'running' ORDER BY j.job_id"
+
+DEFINITION_BEFORE_IN = """
+SELECT definition_before FROM indexops.jobs
+WHERE change_id = %(change_id)s AND (%(environment)s::text IS NULL OR environment = %(environment)s)
+  AND kind IN ('apply', 'rehearse') AND action IN ('dropped', 'replaced')
+  AND definition_before IS NOT NULL AND definition_before <> ''
+ORDER BY job_id DESC LIMIT 1
+"""
+
+
+def read_access(conn):
+    """{exists, readable} for indexops.jobs, read from the catalog only."""
+    return fetch_one(conn, READ_ACCESS)
+
+
+def change_jobs(conn, change_id, environment=None):
+    """Every job of one change (in one environment when given), oldest first, with ``lost``."""
+    return fetch_all(conn, JOBS_OF_CHANGE, {"change_id": change_id, "environment": environment})
+
+
+def running_jobs(conn):
+    """Every job the ledger says is running, with ``lost``."""
+    return fetch_all(conn, RUNNING_JOBS)
+
+
+def definition_before_in(conn, change_id, environment=None):
+    """The definition a rollback restores, from the newest drop/replace of the change in
+    ``environment`` (any environment when None); None when none was recorded."""
+    row = fetch_one(conn, DEFINITION_BEFORE_IN, {"change_id": change_id, "environment": environment})
+    return row["definition_before"] if row else None

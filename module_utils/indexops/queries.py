@@ -157,3 +157,120 @@ def read_only_session(conn, enabled):
     with conn.cursor() as cur:
         cur.execute("SELECT pg_catalog.set_config('default_transaction_read_only', %s, false)",
                     ("on" if enabled else "off",))
+
+
+# --------------------------------------------------------------------------- pg_index_status
+
+SERVER_VERSION = "SELECT current_setting('server_version') AS version"
+
+# Every index build in this database but our own, with what an operator needs to judge it: names
+# (joined by OID; a plain catalog read takes no lock), the building session's wait and its start.
+# index_relid is 0 while a concurrent build initializes (no index yet); relid and index_relid are
+# NULL for other roles' builds when this role lacks pg_read_all_stats.
+BUILD_DETAILS = """
+SELECT p.pid, p.command, p.phase, p.relid, p.index_relid,
+       p.lockers_total, p.lockers_done, p.current_locker_pid,
+       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done,
+       p.partitions_total, p.partitions_done,
+       round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float AS elapsed_s,
+       a.application_name, a.wait_event_type, a.wait_event,
+       tn.nspname AS table_schema, t.relname AS table, xn.nspname AS index_schema, x.relname AS index_name
+FROM pg_catalog.pg_stat_progress_create_index p
+LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid
+LEFT JOIN pg_catalog.pg_class t ON t.oid = p.relid
+LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+LEFT JOIN pg_catalog.pg_class x ON x.oid = p.index_relid
+LEFT JOIN pg_catalog.pg_namespace xn ON xn.oid = x.relnamespace
+WHERE p.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+  AND p.pid <> pg_catalog.pg_backend_pid()
+ORDER BY p.pid
+"""
+
+# The sessions one build waits on: pg_blocking_pids (heavyweight locks, including the virtualxid
+# locks the "waiting for ..." phases wait on) plus pids the progress view names (current_locker_pid).
+# lock_mode: the locks such a session holds on the build's table (none for a snapshot holder).
+# pid 0 stands for a prepared transaction (it has no session).
+WAITING_ON = """
+SELECT w.pid, a.state, a.application_name, a.wait_event_type, a.wait_event,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) AS query,
+       round(extract(epoch FROM now() - a.xact_start)::numeric, 1)::float AS xact_age_s,
+       (SELECT string_agg(DISTINCT l.mode, ', ') FROM pg_catalog.pg_locks l
+         WHERE l.pid = w.pid AND l.granted AND l.relation = %(relid)s) AS lock_mode
+FROM (SELECT DISTINCT unnest(pg_catalog.pg_blocking_pids(%(pid)s) || %(extra)s::int[]) AS pid) AS w
+LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = w.pid
+ORDER BY w.pid
+"""
+
+INDEX_SCANS = "SELECT s.idx_scan AS scans FROM pg_catalog.pg_stat_all_indexes s WHERE s.indexrelid = %s"
+
+# A named relation without pg_get_indexdef or pg_relation_size: both lock the index's table or the
+# index, and wait behind DDL that holds ACCESS EXCLUSIVE. Size is estimated from relpages.
+RELATION_UNLOCKED = """
+SELECT c.oid, c.relkind, n.nspname AS schema, c.relname AS name,
+       i.indrelid AS table_oid, t.relname AS table, tn.nspname AS table_schema,
+       i.indisvalid AS valid, i.indisready AS ready, i.indislive AS live,
+       NULL::text AS definition,
+       c.relpages::bigint * current_setting('block_size')::bigint AS size_bytes
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+LEFT JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+WHERE n.nspname = %s AND c.relname = %s
+"""
+
+# INVALID_INDEXES without the two locking calls, for when a lock made that read time out.
+INVALID_INDEXES_UNLOCKED = """
+SELECT c.oid, n.nspname AS schema, c.relname AS name, i.indrelid AS table_oid, t.relname AS table,
+       i.indisvalid AS valid, i.indisready AS ready, i.indislive AS live,
+       NULL::text AS definition,
+       c.relpages::bigint * current_setting('block_size')::bigint AS size_bytes
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+WHERE NOT i.indisvalid
+  AND n.nspname !~ '^pg_(toast_)?temp_'
+ORDER BY n.nspname, c.relname
+"""
+
+# Sessions holding or awaiting ACCESS EXCLUSIVE in this database: who made a status read time out.
+EXCLUSIVE_LOCKERS = """
+SELECT DISTINCT l.pid, l.granted, c.relname AS relation,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) AS query
+FROM pg_catalog.pg_locks l
+JOIN pg_catalog.pg_class c ON c.oid = l.relation
+LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+WHERE l.mode = 'AccessExclusiveLock' AND l.locktype = 'relation'
+  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+ORDER BY l.pid
+"""
+
+
+def server_version(conn):
+    return fetch_one(conn, SERVER_VERSION)
+
+
+def build_details(conn):
+    return fetch_all(conn, BUILD_DETAILS)
+
+
+def waiting_on(conn, pid, relid, extra_pids=()):
+    return fetch_all(conn, WAITING_ON, {"pid": pid, "relid": relid, "extra": list(extra_pids)})
+
+
+def index_scans(conn, index_oid):
+    row = fetch_one(conn, INDEX_SCANS, (index_oid,))
+    return row["scans"] if row else None
+
+
+def relation_unlocked(conn, schema, name):
+    return fetch_one(conn, RELATION_UNLOCKED, (schema, name))
+
+
+def invalid_indexes_unlocked(conn):
+    return fetch_all(conn, INVALID_INDEXES_UNLOCKED)
+
+
+def exclusive_lockers(conn):
+    return fetch_all(conn, EXCLUSIVE_LOCKERS)

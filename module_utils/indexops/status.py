@@ -1,7 +1,8 @@
-"""pg_index_status (minimal): leftovers of failed builds and the state of named indexes.
+"""pg_index_status: the state of indexes, changes, builds in progress, leftovers and ledger jobs.
 
-Read only: the session is READ ONLY and only reads catalogs, pg_stat_activity and
-pg_stat_progress_create_index, so a role with pg_monitor is enough.
+Read only: the session is READ ONLY and only reads catalogs, pg_stat_activity, pg_locks,
+pg_stat_progress_create_index and (when readable) indexops.jobs, so a role with pg_monitor and
+SELECT on the ledger is enough.
 
 A leftover is any index that is not valid: the remains of a failed or cancelled CREATE INDEX
 CONCURRENTLY (kind invalid) or REINDEX CONCURRENTLY (kind ccnew / ccold), or a build that is
@@ -13,6 +14,11 @@ playbook drops only what nobody builds:
   original index, not the _ccnew one);
 - when this role cannot see other roles' builds (no pg_read_all_stats), any build in the database
   whose details are hidden.
+
+pg_get_indexdef and pg_relation_size lock the index or its table (ACCESS SHARE): behind DDL that
+holds ACCESS EXCLUSIVE they would queue. The session's lock_timeout is short, and a read that
+times out is repeated without those two calls (definition unknown, size estimated from relpages)
+with a warning, so a status poll never hangs behind DDL nor fails because of it.
 """
 
 from __future__ import annotations
@@ -20,17 +26,27 @@ from __future__ import annotations
 import re
 
 import psycopg2
+import psycopg2.errors
 
-from ansible.module_utils.indexops import catalog, queries
+from ansible.module_utils.indexops import catalog, ledger, queries
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.progress import percent_done
+from ansible.module_utils.indexops.progress import eta_s, percent_done, phase_percent
 from ansible.module_utils.indexops.spec import check_identifier, check_qualified_name
 
 CC_KINDS = (("ccnew", re.compile(r"_ccnew[0-9]*$")), ("ccold", re.compile(r"_ccold[0-9]*$")))
 REINDEX_CONCURRENTLY = "REINDEX CONCURRENTLY"
 INDEX_RELKINDS = ("i", "I")
+LOCK_TIMEOUT = "2s"
 # A status read must never queue behind DDL for long, nor run away.
-SESSION_SETTINGS = (("lock_timeout", "5s"), ("statement_timeout", "60s"))
+SESSION_SETTINGS = (("lock_timeout", LOCK_TIMEOUT), ("statement_timeout", "60s"))
+WAITING_PHASE_PREFIX = "waiting for"
+INDEXOPS_APPLICATION_PREFIX = "indexops/"
+BUILD_COUNTERS = ("blocks_done", "blocks_total", "tuples_done", "tuples_total", "partitions_done",
+                  "partitions_total", "lockers_done", "lockers_total")
+CHANGE_ACTIONS = ("create", "drop", "replace", "rebuild")
+# Jobs whose definition_after says what the index should look like once the change is done.
+APPLYING_KINDS = ("apply", "rehearse")
+READ_LEDGER_GRANTS = "GRANT USAGE ON SCHEMA indexops TO <role>; GRANT SELECT ON indexops.jobs TO <role>"
 
 
 def leftover_kind(name):
@@ -53,24 +69,56 @@ def build_of(index, builds):
     return None
 
 
-def build_summary(row):
-    """What the operator needs about one build; details are None when this role cannot see them."""
+def is_waiting(row):
+    """A build waits when its phase is one of the 'waiting for ...' phases, or its backend waits
+    for a heavyweight lock (e.g. a plain CREATE INDEX queued behind a writer)."""
+    return (row.get("phase") or "").startswith(WAITING_PHASE_PREFIX) or row.get("wait_event_type") == "Lock"
+
+
+def locker_pids(row):
+    """The pid the progress view says a waiting phase waits on (current_locker_pid), if any."""
+    pid = row.get("current_locker_pid")
+    return [pid] if pid and (row.get("phase") or "").startswith(WAITING_PHASE_PREFIX) else []
+
+
+def waiting_entry(row):
+    return {key: row.get(key) for key in ("pid", "query", "state", "xact_age_s", "lock_mode", "wait_event_type",
+                                          "wait_event", "application_name")}
+
+
+def build_summary(row, waiting_on=()):
+    """The <build> shape for one progress row; details are None when this role cannot see them."""
     if row is None:
         return None
     visible = row["relid"] is not None
-    return {
+    percent = percent_done(row) if visible else None
+    application = row.get("application_name") or ""
+    waiting = visible and is_waiting(row)
+    on = [waiting_entry(item) for item in waiting_on] if waiting else []
+    summary = {
         "pid": row["pid"],
         "command": row.get("command"),
         "phase": row.get("phase") if visible else None,
-        "percent": percent_done(row) if visible else None,
+        "percent": percent,
+        "phase_percent": phase_percent(row) if visible else None,
+        **{key: (row.get(key) if visible else None) for key in BUILD_COUNTERS},
         "elapsed_s": row.get("elapsed_s"),
+        "eta_s": eta_s(row, percent, row.get("elapsed_s")) if visible else None,
+        "index_schema": row.get("index_schema"),
+        "index_name": row.get("index_name"),
+        "table_schema": row.get("table_schema"),
+        "table": row.get("table"),
         "application_name": row.get("application_name"),
-        "waiting_for_pid": row.get("current_locker_pid") or None,
+        "indexops": application.startswith(INDEXOPS_APPLICATION_PREFIX),
+        "waiting": waiting,
+        "waiting_on": on,
+        "waiting_for_pid": (locker_pids(row) or [item["pid"] for item in on] or [None])[0] if waiting else None,
         "details_visible": visible,
     }
+    return summary
 
 
-def leftover(row, builds):
+def leftover(row, builds, summarize):
     build = build_of(row, builds)
     return {
         "schema": row["schema"],
@@ -80,57 +128,118 @@ def leftover(row, builds):
         "valid": row["valid"],
         "ready": row["ready"],
         "being_built": build is not None,
-        "build": build_summary(build),
+        "build": summarize(build),
         "size_bytes": row["size_bytes"],
         "definition": row["definition"],
     }
 
 
-def locate(item):
-    """(schema, name) of one entry of the indexes option: name may be 'schema.name'."""
-    parts = check_qualified_name(item.get("name"), "indexes[].name")
+def locate(item, what="indexes[]"):
+    """(schema, name) of one index option entry: name may be 'schema.name'."""
+    parts = check_qualified_name(item.get("name"), f"{what}.name")
     schema = item.get("schema")
     if len(parts) == 2:
         if schema and schema != parts[0]:
             raise input_error(f"index {item['name']!r} names schema {parts[0]!r} but schema is {schema!r}",
                               "the schema given once, in name or in schema")
         return parts
-    return check_identifier(schema or "public", "indexes[].schema"), parts[0]
+    return check_identifier(schema or "public", f"{what}.schema"), parts[0]
 
 
-def missing_index(schema, name):
-    return {"schema": schema, "name": name, "exists": False, "valid": False, "ready": False, "definition": "",
-            "size_bytes": 0, "building": False, "build": None, "table": None}
+def check_change(item):
+    """One entry of the changes option, validated before connecting: (id, action, schema, name,
+    table, environment)."""
+    change_id = item.get("id")
+    if not isinstance(change_id, str) or not change_id.strip():
+        raise input_error("changes[].id is empty", "the id of the change file (changes/<id>.yml)")
+    index = item.get("index") or {}
+    if not index.get("name"):
+        raise input_error(f"change {change_id!r} has no index.name", "changes[].index.name, the index it changes")
+    schema, name = locate(index, f"change {change_id!r}: index")
+    table = index.get("table")
+    if table:
+        check_qualified_name(table, f"change {change_id!r}: index.table")
+    return {"id": change_id, "action": item.get("action") or "create", "schema": schema, "name": name,
+            "table": table, "environment": item.get("environment")}
 
 
-def index_state(row, schema, name, builds):
-    if row is None or row["relkind"] not in INDEX_RELKINDS:
-        return missing_index(schema, name)
-    build = build_of({**row, "name": name}, builds)
-    return {"schema": schema, "name": name, "exists": True, "valid": row["valid"], "ready": row["ready"],
-            "definition": row["definition"], "size_bytes": row["size_bytes"], "building": build is not None,
-            "build": build_summary(build), "table": row["table"]}
+def missing_index(schema, name, table=None):
+    return {"schema": schema, "name": name, "table": table, "exists": False, "valid": False, "ready": False,
+            "state": "absent", "definition": "", "size_bytes": 0, "scans": None, "building": False, "build": None}
+
+
+def index_state_name(row, build):
+    if build is not None:
+        return "building"
+    return "valid" if row["valid"] else "invalid"
+
+
+def latest_applied_definition(jobs):
+    """definition_after of the newest succeeded apply/rehearse job, or None."""
+    done = [job for job in jobs if job["state"] == "succeeded" and job["kind"] in APPLYING_KINDS
+            and job.get("definition_after")]
+    return done[-1]["definition_after"] if done else None
+
+
+def reached(action, index):
+    """Whether the index is in the state the change wants (before looking at definitions)."""
+    if action == "drop":
+        return not index["exists"]
+    return index["exists"] and index["valid"]
+
+
+def change_state(action, index, jobs):
+    """pending / building / done / mismatch / invalid / failed / lost / rolled_back, in the order
+    an operator must act on them: a live build first, then what the ledger says went wrong, then
+    what the catalog shows (see the module's RETURN for each state)."""
+    job = jobs[-1] if jobs else None
+    if index["build"] is not None or (job and job["state"] == "running" and not job["lost"]):
+        return "building"
+    if job and job["state"] == "running":
+        return "lost"
+    if job and (job["state"] == "rolled_back" or (job["kind"] == "rollback" and job["state"] == "succeeded")):
+        return "rolled_back"
+    if reached(action, index):
+        return done_or_mismatch(action, index, jobs)
+    if index["exists"] and not index["valid"]:
+        return "failed" if job and job["state"] == "failed" else "invalid"
+    return "failed" if job and job["state"] == "failed" else "pending"
+
+
+def done_or_mismatch(action, index, jobs):
+    if action == "drop":
+        return "done"
+    if action == "rebuild" and not any(job["state"] == "succeeded" and job["kind"] in APPLYING_KINDS for job in jobs):
+        return "pending"  # a valid index says nothing about whether it was rebuilt
+    wanted = latest_applied_definition(jobs)
+    if wanted and index["definition"] and index["definition"] != wanted:
+        return "mismatch"
+    return "done"
 
 
 class Status:
+    """One status read: connects, reads, closes. ``warnings`` collects what the caller should say."""
+
     def __init__(self, connect):
         self.connect = connect
         self.conn = None
+        self.warnings = []
+        self.builds = []
+        self.summaries = {}
 
-    def run(self, *, leftovers=True, indexes=()):
-        wanted = [locate(item) for item in indexes]  # bad names fail before connecting
+    def run(self, *, leftovers=True, indexes=(), changes=(), builds=True, ledger_jobs=True, change_id=None,
+            environment=None):
+        # Bad input fails here, before connecting.
+        wanted = [locate(item) for item in indexes]
+        wanted_changes = [check_change(item) for item in changes]
+        if change_id is not None and not change_id.strip():
+            raise input_error("change_id is empty", "the id of a change file, or no change_id at all")
         self.conn = self.connect()
         try:
             self.prepare()
-            builds = queries.database_builds(self.conn)
-            return {
-                "changed": False,
-                "database": queries.session(self.conn)["database"],
-                "progress_visible": queries.stats_visible(self.conn),
-                "leftovers": [leftover(row, builds) for row in queries.invalid_indexes(self.conn)] if leftovers else [],
-                "indexes": [index_state(catalog.relation(self.conn, schema, name), schema, name, builds)
-                            for schema, name in wanted],
-            }
+            return self.read(leftovers, wanted, wanted_changes, builds, ledger_jobs, change_id, environment)
+        except psycopg2.errors.LockNotAvailable as exc:
+            raise self.lock_error(exc) from None
         except psycopg2.Error as exc:
             raise IndexOpsError(f"reading the index status failed: {str(exc).strip()}",
                                 expected="the catalogs and pg_stat_progress_create_index to be readable "
@@ -138,6 +247,119 @@ class Status:
                                 hint="Nothing was changed; running again is safe.", retry_safe=True) from None
         finally:
             self.conn.close()
+
+    def read(self, leftovers, wanted, wanted_changes, builds, ledger_jobs, change_id, environment):
+        version = queries.server_version(self.conn)
+        self.builds = queries.build_details(self.conn)
+        access = self.ledger_access() if (ledger_jobs or wanted_changes or change_id) else None
+        readable = bool(access and access["readable"])
+        result = {
+            "changed": False,
+            "database": queries.session(self.conn)["database"],
+            "server_version": version["version"],
+            "progress_visible": queries.stats_visible(self.conn),
+            "builds": [self.summarize(row) for row in self.builds] if builds else [],
+            "leftovers": [leftover(row, self.builds, self.summarize) for row in self.invalid_indexes()]
+            if leftovers else [],
+            "indexes": [self.index_entry(schema, name) for schema, name in wanted],
+            "changes": [self.change_entry(item, readable and ledger_jobs) for item in wanted_changes],
+            "lost_jobs": [dict(job) for job in ledger.running_jobs(self.conn) if job["lost"]]
+            if readable and ledger_jobs else [],
+        }
+        if change_id is not None:
+            result["ledger"] = self.change_ledger(access, change_id, environment)
+        result["warnings"] = list(self.warnings)
+        return result
+
+    # ------------------------------------------------------------------ builds
+
+    def summarize(self, row):
+        """<build> for a progress row, with the sessions it waits on; read once per pid."""
+        if row is None:
+            return None
+        pid = row["pid"]
+        if pid not in self.summaries:
+            waiting_on = []
+            if row["relid"] is not None and is_waiting(row):
+                waiting_on = queries.waiting_on(self.conn, pid, row["relid"], locker_pids(row))
+            self.summaries[pid] = build_summary(row, waiting_on)
+        return self.summaries[pid]
+
+    # ------------------------------------------------------------------ catalog
+
+    def invalid_indexes(self):
+        try:
+            return queries.invalid_indexes(self.conn)
+        except psycopg2.errors.LockNotAvailable:
+            self.warn_locked("the leftovers")
+            return queries.invalid_indexes_unlocked(self.conn)
+
+    def relation(self, schema, name):
+        try:
+            return catalog.relation(self.conn, schema, name)
+        except psycopg2.errors.LockNotAvailable:
+            self.warn_locked(f"index {schema}.{name}")
+            return queries.relation_unlocked(self.conn, schema, name)
+
+    def warn_locked(self, what):
+        holders = "; ".join(f"pid {row['pid']} {'holds' if row['granted'] else 'awaits'} ACCESS EXCLUSIVE on "
+                            f"{row['relation']} ({row['query'] or 'query hidden'})"
+                            for row in queries.exclusive_lockers(self.conn)) or "a session that has since finished"
+        self.warnings.append(
+            f"reading {what} waited {LOCK_TIMEOUT} for a lock held by DDL ({holders}): its definition is unknown "
+            f"(null) and its size is estimated from pg_class.relpages. Nothing was changed; run status again "
+            f"once the DDL is over.")
+
+    def index_entry(self, schema, name, table=None):
+        row = self.relation(schema, name)
+        if row is None or row["relkind"] not in INDEX_RELKINDS:
+            return missing_index(schema, name, table)
+        build = build_of({**row, "name": name}, self.builds)
+        return {"schema": schema, "name": name, "table": row["table"], "exists": True, "valid": row["valid"],
+                "ready": row["ready"], "state": index_state_name(row, build), "definition": row["definition"],
+                "size_bytes": row["size_bytes"], "scans": queries.index_scans(self.conn, row["oid"]),
+                "building": build is not None, "build": self.summarize(build)}
+
+    # ------------------------------------------------------------------ ledger
+
+    def ledger_access(self):
+        access = ledger.read_access(self.conn)
+        if access["exists"] and not access["readable"]:
+            role = queries.session(self.conn)["role"]
+            self.warnings.append(
+                f"role {role} may not read the ledger indexops.jobs: job states, lost jobs and the recorded "
+                f"definitions are not reported (only the catalog state is). Expected: {READ_LEDGER_GRANTS}. "
+                f"Nothing was changed.")
+        return access
+
+    def change_entry(self, item, read_jobs):
+        index = self.index_entry(item["schema"], item["name"], item["table"])
+        jobs = ledger.change_jobs(self.conn, item["id"], item["environment"]) if read_jobs else []
+        return {
+            "id": item["id"],
+            "action": item["action"],
+            "index": {"schema": item["schema"], "name": item["name"], "table": item["table"] or index["table"]},
+            "state": change_state(item["action"], index, jobs),
+            "index_state": index,
+            "build": index["build"],
+            "job": jobs[-1] if jobs else None,
+        }
+
+    def change_ledger(self, access, change_id, environment):
+        if not access["readable"]:
+            return {"exists": access["exists"], "readable": False, "jobs": [], "definition_before": None}
+        return {"exists": True, "readable": True,
+                "jobs": [dict(job) for job in ledger.change_jobs(self.conn, change_id, environment)],
+                "definition_before": ledger.definition_before_in(self.conn, change_id, environment)}
+
+    # ------------------------------------------------------------------ session
+
+    def lock_error(self, exc):
+        return IndexOpsError(
+            f"reading the index status waited longer than lock_timeout ({LOCK_TIMEOUT}) for a lock: "
+            f"{str(exc).strip()}",
+            expected="no DDL holding ACCESS EXCLUSIVE on the catalogs or tables read",
+            hint="Nothing was changed; running again is safe once the DDL is over.", retry_safe=True)
 
     def prepare(self):
         queries.read_only_session(self.conn, True)

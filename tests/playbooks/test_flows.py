@@ -481,3 +481,20 @@ def test_a_bad_policy_value_is_rejected_before_anything_runs(flows, case):
     refused(run, phrase)
     assert "Check the target read-only" not in run.stdout  # rejected before anything connected
     nothing_changed(flows)
+
+
+def test_rollback_of_a_drop_reads_the_definition_from_the_ledger_when_no_report_is_on_this_machine(flows):
+    flows.db.execute("CREATE INDEX orders_status_note_idx ON public.orders (status, lower(note) DESC NULLS LAST)")
+    before = flows.index("orders_status_note_idx")
+    flows.write_change("orders-drop-status-note", action="drop",
+                       index={"name": "orders_status_note_idx", "table": "public.orders"},
+                       expected={"valid": False},
+                       rollback={"note": "Recreating it restores the notes report."})
+    ok(flows.run("apply", change="orders-drop-status-note"))
+    for path in flows.reports("orders-drop-status-note") + flows.reports("orders-drop-status-note", ".md"):
+        path.unlink()  # the apply ran from another machine: only the ledger knows the definition
+
+    run = flows.run("rollback", change="orders-drop-status-note")
+
+    ok(run)
+    assert flows.index("orders_status_note_idx") == before

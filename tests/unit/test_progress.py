@@ -6,7 +6,7 @@ import numbers
 
 import pytest
 
-from ansible.module_utils.indexops.progress import percent_done
+from ansible.module_utils.indexops.progress import eta_s, percent_done, phase_percent
 from tests.unit.casefiles import cases, section
 
 CASES = "progress.yml"
@@ -71,3 +71,33 @@ def test_row(case):
     percent = percent_done(case["row"])
     assert isinstance(percent, numbers.Real)
     assert case["min"] <= percent <= case["max"]
+
+
+PLAIN = section(CASES, "plain_phases")
+
+
+def test_plain_build_never_goes_back_and_ends_at_100():
+    seen = [percent_done({**row(phase, fraction), "command": "CREATE INDEX"})
+            for phase in PLAIN for fraction in (0.0, 0.5, 1.0)]
+    assert seen == sorted(seen)
+    assert seen[-1] == 100
+
+
+@pytest.mark.parametrize("phases", [CIC, PLAIN], ids=["concurrent", "plain"])
+def test_partitioned_build_never_goes_back(phases):
+    """Each partition runs the phases again; the overall percent keeps rising across partitions."""
+    seen = [percent_done({**row(phase, fraction), "partitions_total": 3, "partitions_done": done})
+            for done in range(3) for phase in phases for fraction in (0.0, 0.5, 1.0)]
+    assert seen == sorted(seen)
+    assert seen[0] == 0 and seen[-1] <= 100
+
+
+@pytest.mark.parametrize("case", cases(CASES, "eta"))
+def test_eta(case):
+    percent = percent_done(case["row"])
+    assert eta_s(case["row"], percent, case["elapsed_s"]) == case["expected"]
+
+
+def test_phase_percent_follows_the_phase_counter():
+    assert phase_percent({"phase": "building index: scanning table", "blocks_done": 25, "blocks_total": 100}) == 25
+    assert phase_percent({"phase": "initializing"}) is None

@@ -49,13 +49,14 @@ lint: $(STAMP)
 	$(BIN)/yamllint -s .
 	$(WITH_VENV) $(BIN)/ansible-lint
 
-# Every module in library/ must render with ansible-doc (DOCUMENTATION, EXAMPLES, RETURN parse).
+# Every module in library/ and every action plugin in action_plugins/ (documented like a module)
+# must render with ansible-doc (DOCUMENTATION, EXAMPLES, RETURN parse).
 docs-check: $(STAMP)
-	@set -e; for f in library/*.py; do \
+	@set -e; for f in library/*.py action_plugins/*.py; do \
 	  [ -e "$$f" ] || continue; \
 	  name=$$(basename "$$f" .py); \
 	  echo "ansible-doc $$name"; \
-	  out=$$(ANSIBLE_NOCOLOR=1 $(BIN)/ansible-doc -M library -t module "$$name") || { echo "error: ansible-doc failed for $$f" >&2; exit 1; }; \
+	  out=$$(ANSIBLE_NOCOLOR=1 $(BIN)/ansible-doc -M "$$(dirname "$$f")" -t module "$$name") || { echo "error: ansible-doc failed for $$f" >&2; exit 1; }; \
 	  printf '%s\n' "$$out" | grep -q "^> MODULE $$name" || { \
 	    printf '%s\n' "$$out" >&2; echo "error: ansible-doc printed no DOCUMENTATION for $$f" >&2; exit 1; }; \
 	done

@@ -241,7 +241,7 @@ class Sandbox:
                 raise SandboxError(
                     f"port {self.port} on {self.host} is already in use by another program; "
                     "set INDEXOPS_SANDBOX_PORT to a free port (and indexops_login_port in "
-                    "inventories/local/group_vars/all.yml to match)")
+                    "inventories/local/group_vars/local.yml to match)")
             self._prepare()
             if not self.is_initialized():
                 self._initdb()

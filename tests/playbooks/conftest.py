@@ -220,8 +220,9 @@ def run_playbook(tmp_path, playbook_inventory):
         command = [str(ANSIBLE_PLAYBOOK)]
         if inventory is TEST_INVENTORY:
             inventory = playbook_inventory
-        if inventory is not None:
-            command += ["-i", str(inventory)]
+        for source in (inventory if isinstance(inventory, (list, tuple)) else [inventory]):
+            if source is not None:  # a list gives several inventories (-i a -i b)
+                command += ["-i", str(source)]
         command.append(str(path))
         if extra_vars:
             command += ["-e", json.dumps(extra_vars)]

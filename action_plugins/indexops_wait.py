@@ -1,0 +1,348 @@
+# Copyright: indexops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin indexops_wait: follow an index build on the control node, one line per poll.
+
+Runs on the controller. Each poll runs async_status (for a job this run started) and pg_index_status
+on the target, and prints one line through Display: host, index, state, phase, percent, elapsed,
+ETA and what the build waits on. There is no until/retries loop, so no "FAILED - RETRYING" noise.
+
+Its documentation renders with ``ansible-doc -M action_plugins indexops_wait``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+DOCUMENTATION = r"""
+---
+module: indexops_wait
+short_description: Wait for an index build, printing one progress line per poll
+description:
+  - Action plugin; runs on the control node. Follows one index build until it ends and prints one
+    line per poll (host, index, state, phase, percent done, elapsed time, ETA and the sessions the
+    build waits on), read with M(pg_index_status). It never loops with C(until)/C(retries), so the
+    output has no retry noise.
+  - With O(jid), it follows the background job (C(async), C(poll=0)) that this run started with
+    M(pg_index), polls it with C(async_status), and returns that job's result as its own, failing
+    when the job failed.
+  - Without O(jid), it attaches to a build that is already running in the database (started by an
+    earlier run whose controller went away, or by someone else); it polls M(pg_index_status) until
+    no session builds the change's index any more and returns the final state.
+  - With O(wait=false) it polls once, prints the line and returns at once; the build goes on.
+version_added: "0.2.0"
+author: indexops contributors
+options:
+  jid:
+    description: The C(ansible_job_id) of the background job to follow. Unset attaches to a running build.
+    type: str
+  results_file:
+    description:
+      - The C(results_file) the background job returned when it started; its directory is where the job
+        writes its status. Unset uses the shell's C(async_dir).
+    type: str
+  change:
+    description:
+      - The change whose build is followed, as M(pg_index_status) takes it in its C(changes) option
+        (V(id), V(index) with V(name), V(schema) and V(table), V(action), V(environment)).
+    type: dict
+    required: true
+  wait:
+    description: V(false) polls once, prints the line and returns while the build goes on.
+    type: bool
+    default: true
+  interval:
+    description: Seconds between progress polls (the first polls come sooner, so a short job ends quickly).
+    type: float
+    default: 5
+  timeout:
+    description:
+      - Attaching only; stop waiting after this many seconds (the build goes on). V(0) waits as long as it runs.
+    type: int
+    default: 0
+  time_limit:
+    description: The job's C(async) time limit in seconds, named in the message when the job ran past it.
+    type: int
+  login_host:
+    description: Host of the server, as for M(pg_index_status).
+    type: str
+  login_port:
+    description: Port of the server.
+    type: int
+  login_user:
+    description: Role to connect as.
+    type: str
+  login_password:
+    description: Password; prefer C(.pgpass) or ansible-vault. Never printed or returned.
+    type: str
+  login_unix_socket:
+    description: Directory of the server's Unix socket.
+    type: str
+  db:
+    description: Database of the change.
+    type: str
+  ssl_mode:
+    description: libpq C(sslmode).
+    type: str
+  connect_timeout:
+    description: Seconds to wait for each status connection.
+    type: int
+    default: 10
+attributes:
+  check_mode:
+    support: partial
+    details: With O(jid) it is skipped (nothing was started); attaching polls once, as with O(wait=false).
+  diff_mode:
+    support: none
+notes:
+  - A status read that fails (the server restarted, a network blip) is printed and retried at the next
+    poll; it never stops the wait, because the build itself does not depend on it.
+  - "The progress line reads C(<host>: <schema.index> <state> <percent>% <phase>, pid <pid>, running <elapsed>,
+    ETA <eta>; waits on pid <pid> (<state> <age>): <query>)."
+seealso:
+  - module: pg_index_status
+  - module: pg_index
+  - name: Asynchronous actions and polling
+    description: How C(async) and C(poll=0) start a task in the background.
+    link: https://docs.ansible.com/ansible/latest/playbook_guide/playbooks_async.html
+"""
+
+EXAMPLES = r"""
+- name: Start the build in the background
+  pg_index:
+    db: shop
+    name: orders_customer_idx
+    table: public.orders
+    columns: [customer_id]
+  async: 86400
+  poll: 0
+  register: build_job
+
+- name: Wait for the build, one progress line per poll
+  indexops_wait:
+    jid: "{{ build_job.ansible_job_id }}"
+    results_file: "{{ build_job.results_file }}"
+    db: shop
+    change:
+      id: orders-customer
+      action: create
+      index: {name: orders_customer_idx, schema: public, table: orders}
+  register: build
+
+- name: Attach to a build that an earlier run left running, and return at once
+  indexops_wait:
+    db: shop
+    wait: false
+    change:
+      id: orders-customer
+      action: create
+      index: {name: orders_customer_idx, schema: public, table: orders}
+"""
+
+RETURN = r"""
+finished:
+  description: Whether the job (with O(jid)) or the build (attaching) has ended.
+  returned: always
+  type: bool
+polls:
+  description: How many progress lines were printed.
+  returned: always
+  type: int
+line:
+  description: The last progress line printed.
+  returned: always
+  type: str
+  sample: "db1: public.orders_customer_idx building 1.2% waiting for writers before build, running 42s, ETA ?"
+status:
+  description: The last RV(pg_index_status#module:changes) entry read for the change, or null.
+  returned: always
+  type: dict
+result:
+  description: With O(jid), the finished job's own result (the M(pg_index) return values).
+  returned: when O(jid) is set and the job finished
+  type: dict
+"""
+
+display = Display()
+
+CONNECTION_OPTIONS = ("login_host", "login_port", "login_user", "login_password", "login_unix_socket", "db",
+                      "ssl_mode", "connect_timeout")
+# The first polls come quickly (a small build is over in a second), then every `interval` seconds.
+FIRST_DELAY_S = 0.25
+# How long a job that was just started may have no status file yet.
+JOB_FILE_GRACE_S = 60
+
+
+def duration(seconds):
+    """12s, 3m05s, 2h10m; '?' when unknown."""
+    if seconds is None:
+        return "?"
+    seconds = int(round(float(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def waits_on(build):
+    """'waits on pid 42 (idle in transaction 35s): INSERT ...' for each session the build waits on."""
+    parts = []
+    for blocker in build.get("waiting_on") or []:
+        age = f" {duration(blocker.get('xact_age_s'))}" if blocker.get("xact_age_s") is not None else ""
+        query = " ".join(str(blocker.get("query") or "").split())[:80]
+        parts.append(f"pid {blocker.get('pid')} ({blocker.get('state') or '?'}{age})" + (f": {query}" if query else ""))
+    if not parts and build.get("waiting"):
+        parts.append("another session")
+    return ("; waits on " + ", ".join(parts)) if parts else ""
+
+
+def progress_line(host, change, status, error=None):
+    """One readable line: host, index, state, percent, phase, elapsed, ETA, what it waits on."""
+    index = change.get("index") or {}
+    name = f"{index.get('schema') or 'public'}.{index.get('name')}"
+    if error:
+        return f"{host}: {name} status unavailable this poll: {error}"
+    if not status:
+        return f"{host}: {name} no status yet"
+    build = status.get("build")
+    state = status.get("state") or "?"
+    if not build:
+        job = status.get("job") or {}
+        tail = f" (job {job.get('job_id')} {job.get('state')})" if job else ""
+        return f"{host}: {name} {state}, no build running{tail}"
+    percent = build.get("percent")
+    percent_text = f"{float(percent):.1f}%" if percent is not None else "?%"
+    phase = build.get("phase") or "phase hidden from this role"
+    return (f"{host}: {name} {state} {percent_text} {phase}, pid {build.get('pid')}, running "
+            f"{duration(build.get('elapsed_s'))}, ETA {duration(build.get('eta_s'))}{waits_on(build)}")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        _, args = self.validate_argument_spec(argument_spec={
+            "jid": {"type": "str"},
+            "results_file": {"type": "str"},
+            "change": {"type": "dict", "required": True},
+            "wait": {"type": "bool", "default": True},
+            "interval": {"type": "float", "default": 5.0},
+            "timeout": {"type": "int", "default": 0},
+            "time_limit": {"type": "int"},
+            "login_host": {"type": "str"},
+            "login_port": {"type": "int"},
+            "login_user": {"type": "str"},
+            "login_password": {"type": "str", "no_log": True},
+            "login_unix_socket": {"type": "str"},
+            "db": {"type": "str"},
+            "ssl_mode": {"type": "str"},
+            "connect_timeout": {"type": "int", "default": 10},
+        })
+        if self._task.check_mode:
+            if args["jid"]:
+                result.update(skipped=True, msg="check mode: nothing was started, so there is nothing to wait for")
+                return result
+            args["wait"] = False  # attaching reads only: one poll
+        self.task_vars = task_vars or {}
+        self.args = args
+        self.host = self.task_vars.get("inventory_hostname", "?")
+        try:
+            if args["jid"]:
+                result.update(self.follow_job(args["jid"]))
+            else:
+                result.update(self.attach())
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        result.pop("invocation", None)
+        return result
+
+    # ----------------------------------------------------------------- polling
+    def status(self):
+        """(the change's pg_index_status entry, error text)."""
+        module_args = {key: self.args[key] for key in CONNECTION_OPTIONS if self.args.get(key) is not None}
+        module_args.update(changes=[self.args["change"]], builds=False, leftovers=False, ledger=True)
+        read = self._execute_module(module_name="pg_index_status", module_args=module_args, task_vars=self.task_vars)
+        if read.get("failed"):
+            return None, str(read.get("msg") or "pg_index_status failed").splitlines()[0]
+        changes = read.get("changes") or []
+        return (changes[0] if changes else None), None
+
+    def show(self, state):
+        status, error = self.status()
+        line = progress_line(self.host, self.args["change"], status, error)
+        display.display(line)
+        state["polls"] += 1
+        state["line"] = line
+        if status is not None:
+            state["status"] = status
+        return status
+
+    def delays(self):
+        delay = FIRST_DELAY_S
+        while True:
+            yield min(delay, self.args["interval"])
+            delay *= 2
+
+    # ----------------------------------------------------------------- a job this run started
+    def async_status(self, jid, mode="status"):
+        if self.args["results_file"]:  # where the job said it writes: no guessing of the remote home
+            async_dir = self._connection._shell.join_path(*self.args["results_file"].rsplit("/", 1)[:1])
+        else:
+            async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
+        return self._execute_module(module_name="ansible.legacy.async_status", task_vars=self.task_vars,
+                                    module_args={"jid": jid, "mode": mode, "_async_dir": async_dir})
+
+    def follow_job(self, jid):
+        state = {"polls": 0, "line": "", "status": None, "finished": False}
+        delays = self.delays()
+        # On a loaded control node the job writes its status file a few seconds after it was started.
+        missing_until = time.monotonic() + JOB_FILE_GRACE_S
+        while True:
+            job = self.async_status(jid)
+            if job.get("msg") == "could not find job" and time.monotonic() < missing_until:
+                time.sleep(next(delays))
+                continue
+            if job.get("finished"):
+                break
+            if job.get("failed"):  # the job file is unreadable: nothing more to learn from polling
+                raise AnsibleActionFail(f"cannot follow background job {jid}: {job.get('msg')}")
+            self.show(state)
+            if not self.args["wait"]:
+                return state
+            time.sleep(next(delays))
+        self.async_status(jid, mode="cleanup")
+        state["finished"] = True
+        outcome = {key: value for key, value in job.items()
+                   if key not in ("ansible_job_id", "started", "finished", "results_file", "invocation", "stdout",
+                                  "stderr", "stdout_lines", "stderr_lines", "_ansible_parsed")}
+        if outcome.get("failed") and outcome.get("msg") == "Timeout exceeded":
+            limit = self.args["time_limit"]
+            outcome["msg"] = (
+                f"the background job ran past its time limit{f' of {limit}s' if limit else ''} "
+                "(indexops_async_timeout) and was stopped on the control node; the build itself may still "
+                "be running on the server: watch it with playbooks/status.yml, it is shown there as building or, "
+                "once its session has ended, as lost")
+        state["result"] = dict(outcome)
+        state.update(outcome)
+        return state
+
+    # ----------------------------------------------------------------- attach to a running build
+    def attach(self):
+        state = {"polls": 0, "line": "", "status": None, "finished": False}
+        deadline = time.monotonic() + self.args["timeout"] if self.args["timeout"] else None
+        delays = self.delays()
+        while True:
+            status = self.show(state)
+            if status is not None and not status.get("build"):
+                state["finished"] = True
+                return state
+            if not self.args["wait"] or (deadline is not None and time.monotonic() >= deadline):
+                return state
+            time.sleep(next(delays))

@@ -1,0 +1,362 @@
+"""Builds as background jobs, attaching to them, and playbooks/status.yml, end to end.
+
+The real ansible-playbook runs against real PostgreSQL servers. A build is held in its
+"waiting for writers before build" phase by an open transaction holding ROW EXCLUSIVE on the table
+(like tests/integration/helpers_catalog.py's Blocker), never by a large table; the flows run with a
+long lock_timeout so that the held build waits instead of timing out.
+
+Status runs over several generated inventories at once, each shaped like inventories/<env>/ (hosts
+in group postgres and in a group named after the environment, policy in group_vars/<env>.yml), so
+each host keeps its own environment's values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+import yaml
+
+from scripts.sandbox import ORDERS_DDL, ORDERS_SEED
+from tests.playbooks.conftest import ANSIBLE_PLAYBOOK, COMMON_POLICY, ROOT, VENV_PYTHON, _ansible_env, connection_vars
+from tests.playbooks.test_flows import CHANGE, DEFINITION, INDEX, OPERATOR, ROWS, Flows, ok
+
+pytestmark = pytest.mark.playbook
+
+HELD_PHASE = "waiting for writers before build"
+DEADLINE_S = 120
+
+
+# --------------------------------------------------------------------------- helpers
+
+def wait_until(probe, what, timeout=DEADLINE_S, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def writer_holding(db, table="public.orders"):
+    """An open transaction holding ROW EXCLUSIVE on ``table``: a concurrent build waits for it."""
+    conn = db.connect(autocommit=False, application_name="test-open-writer")
+    with conn.cursor() as cur:
+        cur.execute(f"LOCK TABLE {table} IN ROW EXCLUSIVE MODE")
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    holder = {"pid": pid, "conn": conn}
+    try:
+        yield holder
+    finally:
+        if not conn.closed:
+            conn.rollback()
+            conn.close()
+
+
+def release(holder):
+    holder["conn"].rollback()
+    holder["conn"].close()
+
+
+def build_of(db, index):
+    """(pid, phase, index oid) of the build of public.<index>, or None."""
+    return db.fetchone(
+        "SELECT p.pid, p.phase, p.index_relid::bigint FROM pg_stat_progress_create_index p "
+        "JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = %s", (index,))
+
+
+def builds_on(db, table="orders"):
+    return db.fetchone("SELECT count(*) FROM pg_stat_progress_create_index p JOIN pg_class t ON t.oid = p.relid "
+                       "WHERE t.relname = %s", (table,))[0]
+
+
+def index_oid(db, index):
+    row = db.fetchone("SELECT c.oid::bigint FROM pg_class c WHERE c.relname = %s AND c.relkind = 'i'", (index,))
+    return row[0] if row else None
+
+
+def ledger_jobs(db, change=CHANGE):
+    if not db.fetchone("SELECT to_regclass('indexops.jobs') IS NOT NULL")[0]:
+        return []
+    return db.fetchall("SELECT job_id, kind, action, state FROM indexops.jobs WHERE change_id = %s ORDER BY job_id",
+                       (change,))
+
+
+def env_inventory(base: Path, env: str, host: str, **policy: Any) -> Path:
+    """inventories/<env>/ as the repository shapes it: group <env> under postgres, group_vars/<env>.yml."""
+    root = base / f"inventory-{env}"
+    (root / "group_vars").mkdir(parents=True, exist_ok=True)
+    hosts = {"all": {"children": {"postgres": {"children": {env: {"hosts": {host: {
+        "ansible_connection": "local", "ansible_python_interpreter": str(VENV_PYTHON)}}}}}}}}
+    (root / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    values = {"indexops_environment": env, "indexops_production": False, "indexops_require_rehearsal": False,
+              **COMMON_POLICY, **policy}
+    (root / "group_vars" / f"{env}.yml").write_text(yaml.safe_dump(values, sort_keys=False))
+    return root
+
+
+class Runner:
+    """Runs playbooks against generated inventories; keeps the changes and reports in tmp_path."""
+
+    def __init__(self, flows: Flows, tmp_path: Path):
+        self.flows = flows
+        self.tmp_path = tmp_path
+
+    def inventory(self, env="local", host="pgtest", db=None, **policy):
+        return env_inventory(self.tmp_path, env, host, **{
+            **connection_vars(db or self.flows.db), "indexops_changes_dir": str(self.flows.changes_dir),
+            "indexops_reports_dir": str(self.flows.reports_dir), "indexops_poll_interval": 1, **policy})
+
+    def extra(self, extra=None, change=CHANGE):
+        return {**({"change": change} if change else {}), "indexops_changes_dir": str(self.flows.changes_dir),
+                "indexops_reports_dir": str(self.flows.reports_dir), **(extra or {})}
+
+    def run(self, playbook, inventories, *, change=CHANGE, extra=None):
+        return self.flows.run_playbook(f"playbooks/{playbook}.yml", inventory=inventories,
+                                       extra_vars=self.extra(extra, change), env={"USER": OPERATOR})
+
+    def start(self, playbook, inventories, *, change=CHANGE, extra=None, name="background"):
+        """ansible-playbook in its own process group (killable as a whole), output to a file."""
+        command = [str(ANSIBLE_PLAYBOOK)]
+        for inventory in inventories:
+            command += ["-i", str(inventory)]
+        command += [str(ROOT / "playbooks" / f"{playbook}.yml"), "-e", json.dumps(self.extra(extra, change))]
+        log = self.tmp_path / f"{name}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(command, cwd=ROOT, env=_ansible_env(self.tmp_path, {"USER": OPERATOR}),
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return proc, log
+
+    def status(self, inventories, *, change=None, extra=None):
+        run = self.run("status", inventories, change=change, extra=extra)
+        reports = sorted(self.flows.reports_dir.glob("status-*.json"))
+        document = json.loads(reports[-1].read_text()) if reports else None
+        return run, document
+
+
+def rows_of(document, **match):
+    return [row for row in document["rows"] if all(row.get(key) == value for key, value in match.items())]
+
+
+@pytest.fixture
+def runner(db, run_playbook, environment_inventory, tmp_path) -> Runner:
+    """public.orders as in the sandbox and a copy of the change files, as test_flows.py's ``flows``."""
+    db.execute(ORDERS_DDL)
+    db.execute(ORDERS_SEED, {"rows": ROWS})
+    db.execute("ANALYZE public.orders")
+    changes_dir = tmp_path / "changes"
+    changes_dir.mkdir()
+    for path in (ROOT / "changes").glob("*.yml"):
+        shutil.copy(path, changes_dir / path.name)
+    return Runner(Flows(db, run_playbook, environment_inventory, changes_dir, tmp_path / "reports"), tmp_path)
+
+
+# --------------------------------------------------------------------------- background builds and attach
+
+def test_a_killed_apply_finishes_its_build_and_a_rerun_attaches_instead_of_building_again(runner):
+    db = runner.flows.db
+    inventory = runner.inventory(indexops_lock_timeout="10min")
+    with writer_holding(db) as writer:
+        first, _ = runner.start("apply", [inventory], name="first-apply")
+        row = wait_until(lambda: build_of(db, INDEX), "the apply's build to start")
+        assert row[1] == HELD_PHASE
+        held_oid = row[2]
+
+        os.killpg(first.pid, signal.SIGKILL)  # the operator's terminal dies: ansible-playbook and its children
+        first.wait(30)
+        time.sleep(1)
+        assert build_of(db, INDEX) is not None, "the build died with ansible-playbook"
+
+        # status during the held build: building, its phase, the pid it waits on, the ledger job
+        status_run, document = runner.status([inventory], change=CHANGE)
+        ok(status_run)
+        [change_row] = rows_of(document, change=CHANGE, host="pgtest")
+        assert change_row["state"] == "building", change_row
+        assert HELD_PHASE in change_row["progress"] and f"pid {writer['pid']}" in change_row["progress"], change_row
+        assert change_row["owner"] == "team-checkout" and change_row["environment"] == "local"
+        table = status_run.task_output("indexops_status : Print the status table")
+        assert CHANGE in table and "building" in table and f"waits on pid {writer['pid']}" in table
+
+        # a rerun that does not wait: attaches, prints one progress line, returns at once
+        no_wait = runner.run("apply", [inventory], extra={"indexops_wait": False})
+        ok(no_wait)
+        assert "attaching to it instead of starting a second build (not waiting)" in no_wait.stdout
+        follow = no_wait.task_output("indexops_apply : Follow the running build")
+        assert f"pgtest: public.{INDEX} building" in follow and HELD_PHASE in follow
+        assert f"waits on pid {writer['pid']}" in follow
+        assert "RETRYING" not in no_wait.stdout
+        assert builds_on(db) == 1 and index_oid(db, INDEX) == held_oid  # no second build, nothing dropped
+        assert [job[3] for job in ledger_jobs(db)] == ["running"]  # the rerun recorded no job of its own
+
+        # a rerun that waits: attaches, and finishes once the build does
+        waiter, waiter_log = runner.start("apply", [inventory], name="attached-apply")
+        wait_until(lambda: "Follow the running build" in waiter_log.read_text(), "the rerun to attach")
+        assert builds_on(db) == 1 and index_oid(db, INDEX) == held_oid
+        release(writer)
+
+        assert waiter.wait(DEADLINE_S) == 0, waiter_log.read_text()
+
+    out = waiter_log.read_text()
+    assert "attaching to it instead of starting a second build" in out and "(not waiting)" not in out
+    assert runner.flows.index() == (True, DEFINITION)
+    assert index_oid(db, INDEX) == held_oid  # the build the killed run started is the index
+    jobs = ledger_jobs(db)
+    assert jobs[0][1:] == ("apply", "created", "succeeded"), jobs  # finished by the background job
+    assert [job[2] for job in jobs[1:]] == ["none"], jobs  # the attached rerun only verified
+
+
+def test_a_job_past_its_time_limit_then_a_terminated_build_shows_as_lost_and_fails_monitoring(runner):
+    db = runner.flows.db
+    db.execute("CREATE TABLE public.archive AS SELECT g AS id, g % 97 AS total FROM generate_series(1, 2000) g")
+    inventory = runner.inventory(indexops_lock_timeout="10min", indexops_async_timeout=3)
+    by_hand = None
+    with writer_holding(db) as writer, writer_holding(db, "public.archive"):
+        # a build started by plain SQL, outside indexops, held the same way
+        by_hand_conn = db.connect(application_name="psql-by-hand")
+        errors = []
+
+        def build_by_hand():
+            try:
+                with by_hand_conn.cursor() as cur:
+                    cur.execute("CREATE INDEX CONCURRENTLY archive_total_idx ON public.archive (total)")
+            except psycopg2.Error as exc:
+                errors.append(exc)
+
+        by_hand = threading.Thread(target=build_by_hand, daemon=True)
+        by_hand.start()
+        wait_until(lambda: build_of(db, "archive_total_idx"), "the build by hand to start")
+
+        run = runner.run("apply", [inventory])
+
+        assert run.returncode != 0, run.describe()
+        assert "ran past its time limit of 3s" in run.stdout and "status.yml" in run.stdout
+        build = build_of(db, INDEX)
+        assert build is not None and build[1] == HELD_PHASE  # the server's build goes on
+
+        _, during = runner.status([inventory])
+        [change_row] = rows_of(during, change=CHANGE)
+        assert change_row["state"] == "building" and f"pid {writer['pid']}" in change_row["progress"]
+        [outside] = rows_of(during, index="public.archive_total_idx")
+        assert outside["state"] == "building" and outside["change"] == "-"
+        assert "outside indexops" in outside["owner"] and "psql-by-hand" in outside["owner"]
+        assert HELD_PHASE in outside["progress"]
+
+        db.execute("SELECT pg_terminate_backend(%s)", (build[0],))
+        wait_until(lambda: build_of(db, INDEX) is None, "the terminated build to end")
+
+        run, after = runner.status([inventory], extra={"indexops_status_fail_on": "invalid,failed,lost"})
+
+    assert run.returncode != 0, run.describe()
+    assert "in a state listed in indexops_status_fail_on (invalid, failed, lost)" in run.output
+    [change_row] = rows_of(after, change=CHANGE)
+    assert "lost" in change_row["states"], change_row
+    assert "index invalid" in change_row["progress"], change_row
+    assert "lost" in change_row["last_error"], change_row
+    assert after["failing"] >= 1 and after["fail_on"] == ["invalid", "failed", "lost"]
+    assert runner.flows.index()[0] is False  # the terminated build's invalid index, left for cleanup.yml
+    by_hand.join(60)
+    by_hand_conn.close()
+    assert not errors, errors
+
+
+# --------------------------------------------------------------------------- several inventories
+
+def second_server_params():
+    """127.0.0.1:5432 when a PostgreSQL answers there, else None."""
+    try:
+        with contextlib.closing(psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres",
+                                                 connect_timeout=3)):
+            return {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+    except psycopg2.OperationalError:
+        return None
+
+
+@contextlib.contextmanager
+def scratch_database(params, name):
+    admin = psycopg2.connect(**params, dbname="postgres", connect_timeout=5)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn = psycopg2.connect(**params, dbname=name, connect_timeout=5)
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.close()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def seed_orders(conn, with_index):
+    with conn.cursor() as cur:
+        cur.execute(ORDERS_DDL)
+        cur.execute(ORDERS_SEED, {"rows": 500})
+        if with_index:
+            cur.execute(DEFINITION)
+
+
+def test_status_over_several_inventories_databases_and_servers_with_one_unreachable(runner):
+    db = runner.flows.db
+    runner.flows.db.execute(DEFINITION)  # staging: done
+    server = {"host": db.conn_params["host"], "port": int(db.conn_params["port"]), "user": db.conn_params["user"]}
+    second = second_server_params()
+    with contextlib.ExitStack() as stack:
+        prod_conn = stack.enter_context(scratch_database(server, f"{db.name}_prod2"))
+        seed_orders(prod_conn, with_index=False)  # production: pending
+        inventories = [
+            runner.inventory("staging", "stg-db"),
+            env_inventory(runner.tmp_path, "production", "prod-db", indexops_login_host=server["host"],
+                          indexops_login_port=server["port"], indexops_login_user=server["user"],
+                          indexops_db=f"{db.name}_prod2"),
+            env_inventory(runner.tmp_path, "broken", "broken-db", indexops_login_host="127.0.0.1",
+                          indexops_login_port=1, indexops_login_user="postgres", indexops_db="nowhere",
+                          indexops_status_connect_timeout=2),
+        ]
+        if second:
+            qa_conn = stack.enter_context(scratch_database(second, f"{db.name}_qa"))
+            seed_orders(qa_conn, with_index=True)  # qa, on the other server: done
+            inventories.append(env_inventory(runner.tmp_path, "qa", "qa-db", indexops_login_host=second["host"],
+                                             indexops_login_port=second["port"], indexops_login_user=second["user"],
+                                             indexops_db=f"{db.name}_qa"))
+
+        run, document = runner.status(inventories, change=CHANGE)
+
+        ok(run)
+        [staging] = rows_of(document, host="stg-db", change=CHANGE)
+        [production] = rows_of(document, host="prod-db", change=CHANGE)
+        assert (staging["environment"], staging["state"], staging["database"]) == ("staging", "done", db.name)
+        assert (production["environment"], production["state"], production["database"]) == (
+            "production", "pending", f"{db.name}_prod2")
+        [broken] = rows_of(document, host="broken-db")
+        assert broken["environment"] == "broken" and broken["state"] == "unreachable"
+        assert "could not connect" in broken["last_error"]
+        if second:
+            [qa] = rows_of(document, host="qa-db", change=CHANGE)
+            assert (qa["environment"], qa["state"]) == ("qa", "done")
+        table = run.task_output("indexops_status : Print the status table")
+        for host in ("stg-db", "prod-db", "broken-db") + (("qa-db",) if second else ()):
+            assert host in table
+        markdown = sorted(runner.flows.reports_dir.glob("status-*.md"))[-1].read_text()
+        assert "| orders-customer-created | public.orders_customer_created_idx | production | prod-db | pending |" \
+            in markdown
+
+        failing, _ = runner.status(inventories, change=CHANGE, extra={"indexops_status_fail_on": "unreachable"})
+
+        assert failing.returncode != 0, failing.describe()
+        assert "broken-db * - unreachable" in failing.output

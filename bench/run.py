@@ -23,8 +23,9 @@ lock_queue
     DROP INDEX and pg_index (state absent, concurrently false, lock_timeout + retries) drop an index
     while writers and readers run; the longest wait of those readers and writers is reported.
 status_scale
-    Pending: needs playbooks/status.yml (issue 4). Registered so that it is reported as pending;
-    add its function to SCENARIOS when that playbook exists.
+    playbooks/status.yml over 1, 10 and 50 databases (--status-targets): a generated inventory whose
+    hosts are sandbox databases, each with a small orders table, the example changes' index and a
+    ledger; the wall time of each run (median of --status-repeats), with the forks of ansible.cfg.
 polling
     The long pg_index build without writers, alone and with a poller that reads the build's status
     every --poll-interval-s (module_utils/indexops/status.py, what pg_index_status runs); the ratio
@@ -784,6 +785,128 @@ def scenario_polling(b: Bench) -> dict[str, Any]:
     }
 
 
+def status_prefix(b: Bench) -> str:
+    """Status targets are named after --database, so runs against other databases never collide."""
+    return f"{b.args.database}_st_"
+
+
+def status_template(b: Bench) -> None:
+    """A small database shaped like the demo's (orders + one example index + a ledger row) that
+    every status target is copied from, so 50 targets cost 50 CREATE DATABASE ... TEMPLATE."""
+    admin = {**b.conn_params, "dbname": b.args.maintenance_db}
+    with contextlib.closing(psycopg2.connect(**admin, connect_timeout=10)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s",
+                        (status_prefix(b) + "%",))
+            for (name,) in cur.fetchall():
+                cur.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(status_prefix(b) + "tpl")))
+    params = {**b.conn_params, "dbname": status_prefix(b) + "tpl"}
+    with contextlib.closing(psycopg2.connect(**params, connect_timeout=10)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE public.orders (id bigint PRIMARY KEY, customer_id int, created_at timestamptz, "
+                        "email text, status text)")
+            cur.execute("INSERT INTO public.orders SELECT g, g % 500, now() - g * interval '1 minute', "
+                        "'c' || g || '@example.com', 'open' FROM generate_series(1, 10000) g")
+            cur.execute("CREATE INDEX orders_customer_created_idx ON public.orders (customer_id, created_at DESC)")
+            cur.execute("ANALYZE public.orders")
+
+
+def status_databases(b: Bench, count: int) -> list[str]:
+    names = [f"{status_prefix(b)}{i:03d}" for i in range(1, count + 1)]
+    admin = {**b.conn_params, "dbname": b.args.maintenance_db}
+    with contextlib.closing(psycopg2.connect(**admin, connect_timeout=10)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for name in names:
+                cur.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(name), sql.Identifier(status_prefix(b) + "tpl")))
+    return names
+
+
+def status_inventory(b: Bench, names: list[str]) -> Path:
+    """An inventory shaped like inventories/local: group postgres > bench_status, one host per database."""
+    base = b.tmp / f"status-inventory-{len(names)}"
+    (base / "group_vars").mkdir(parents=True, exist_ok=True)
+    hosts = {f"db{i:03d}": {"ansible_connection": "local", "ansible_python_interpreter": str(b.venv / "bin" / "python"),
+                            "indexops_db": name} for i, name in enumerate(names, start=1)}
+    inventory = {"all": {"children": {"postgres": {"children": {"bench_status": {"hosts": hosts}}}}}}
+    policy = {"indexops_environment": "bench", "indexops_login_host": b.args.host,
+              "indexops_login_port": b.args.port, "indexops_login_user": b.args.user}
+    (base / "hosts.yml").write_text(json.dumps(inventory, indent=2) + "\n")
+    (base / "group_vars" / "bench_status.yml").write_text(json.dumps(policy, indent=2) + "\n")
+    return base
+
+
+def run_status(b: Bench, inventory: Path, reports: Path) -> tuple[float, dict[str, Any]]:
+    cmd = [str(b.venv / "bin" / "ansible-playbook"), "-i", str(inventory), "playbooks/status.yml",
+           "-e", f"indexops_reports_dir={reports}"]
+    env = {**b.env, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    shutil.rmtree(reports, ignore_errors=True)
+    began = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False,
+                          timeout=PLAYBOOK_TIMEOUT_S)
+    wall = time.monotonic() - began
+    if proc.returncode:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+        raise BenchError(f"status.yml failed ({proc.returncode}):\n{tail}")
+    found = sorted(reports.glob("status-*.json"))
+    if not found:
+        raise BenchError(f"status.yml wrote no status-*.json into {reports}")
+    return wall, json.loads(found[-1].read_text())
+
+
+def scenario_status_scale(b: Bench) -> dict[str, Any]:
+    a = b.args
+    status_template(b)
+    runs = []
+    try:
+        for count in a.status_targets:
+            names = status_databases(b, count)
+            inventory = status_inventory(b, names)
+            walls = []
+            for rep in range(a.status_repeats):
+                log(f"status scale: status.yml over {count} database(s) (run {rep + 1})")
+                wall, report = run_status(b, inventory, b.tmp / "status-reports")
+                hosts = {row.get("host") for row in report.get("rows", [])}
+                unreachable = [row for row in report.get("rows", []) if row.get("state") == "unreachable"]
+                if len(hosts) != count or unreachable:
+                    raise BenchError(f"status.yml over {count} databases reported {len(hosts)} host(s), "
+                                     f"{len(unreachable)} unreachable")
+                walls.append(wall)
+                log(f"  {wall:.2f} s, {len(report['rows'])} rows")
+            runs.append({"databases": count, "wall_s": [round(w, 3) for w in walls],
+                         "median_wall_s": round(statistics.median(walls), 3), "rows": len(report["rows"])})
+    finally:
+        if not a.keep_table:
+            drop_status_databases(b)
+    by_count = {r["databases"]: r["median_wall_s"] for r in runs}
+    low, high = min(by_count), max(by_count)
+    scale = ratio(by_count[high], by_count[low])
+    return {"runs": runs, "forks": ansible_forks(), "smallest": low, "largest": high,
+            "ratio_50_to_1": scale, "met": None if scale is None or (low, high) != (1, 50) else scale <= 3}
+
+
+def drop_status_databases(b: Bench) -> None:
+    admin = {**b.conn_params, "dbname": b.args.maintenance_db}
+    with contextlib.closing(psycopg2.connect(**admin, connect_timeout=10)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s",
+                        (status_prefix(b) + "%",))
+            for (name,) in cur.fetchall():
+                cur.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+
+
+def ansible_forks() -> int | None:
+    match = re.search(r"^forks\s*=\s*(\d+)", (ROOT / "ansible.cfg").read_text(), re.M)
+    return int(match.group(1)) if match else None
+
+
 @dataclass
 class Scenario:
     part: int
@@ -792,14 +915,11 @@ class Scenario:
     pending: str | None = None
 
 
-# Adding part 4 later is one more function here (and one renderer in bench/report.py).
 SCENARIOS: dict[str, Scenario] = {
     "write_availability": Scenario(2, "Write availability", scenario_write_availability),
     "long_build": Scenario(2, "Long build (wall-time overhead)", scenario_long_build),
     "lock_queue": Scenario(3, "Lock queue", scenario_lock_queue),
-    "status_scale": Scenario(4, "Status scale", None,
-                             pending="needs playbooks/status.yml, which issue 4 (background builds and job status) "
-                                     "adds; the harness reports it as pending until then"),
+    "status_scale": Scenario(4, "Status scale", scenario_status_scale),
     "polling": Scenario(5, "Progress polling cost", scenario_polling),
 }
 
@@ -1024,11 +1144,21 @@ def evaluate_targets(results: dict[str, Any], args: argparse.Namespace) -> list[
         t.update(limit=None, measured=None, met=None, why="long build scenario did not run")
     targets.append(t)
 
-    # 4. Status scale: pending.
+    # 4. Status scale.
     st = s.get("status_scale", {})
-    targets.append({"id": "status_scale", "target": "status over 50 databases <= 3 x status over 1", "limit": "<= 3",
-                    "measured": st.get("ratio_50_to_1"), "met": st.get("met"),
-                    "why": st.get("pending") and f"pending: {st['pending']}"})
+    t = {"id": "status_scale", "target": "status over 50 databases <= 3 x status over 1", "limit": "<= 3",
+         "measured": st.get("ratio_50_to_1"), "met": st.get("met")}
+    if st.get("runs"):
+        walls = ", ".join(f"{r['databases']}: {r['median_wall_s']:.2f} s" for r in st["runs"])
+        t["measured"] = f"{st['ratio_50_to_1']} (median wall per run, databases: {walls}; forks {st['forks']})"
+        if st.get("met") is None:
+            t["why"] = f"measured {st['smallest']} to {st['largest']} databases, not 1 to 50 (--status-targets)"
+        elif not st["met"]:
+            t["why"] = ("every database is one Ansible host: each runs its own module process (Python start-up, "
+                        "AnsiballZ, one connection) on the 2 cores, forks at a time")
+    else:
+        t["why"] = "status scale scenario did not run"
+    targets.append(t)
 
     # 5. Polling cost.
     po = s.get("polling", {})
@@ -1078,6 +1208,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="lock queue: seconds between the transaction's read and the DROP")
     s.add_argument("--long-repeats", type=int, default=2,
                    help="long build: rounds of (raw CIC, pg_index), order alternating; the targets use medians")
+    s.add_argument("--status-targets", default="1,10,50", help="status scale: databases per status.yml run")
+    s.add_argument("--status-repeats", type=int, default=2, help="status scale: runs per size (median)")
     s.add_argument("--poll-interval-s", type=float, default=2.0, help="polling: seconds between status reads")
     s.add_argument("--poll-repeats", type=int, default=2, help="polling: pairs of (unpolled, polled) builds")
     m = p.add_argument_group("what runs")
@@ -1100,6 +1232,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.contenders = [x.strip() for x in args.contenders.split(",") if x.strip()]
     args.scenarios = [x.strip() for x in args.scenarios.split(",") if x.strip()]
+    try:
+        args.status_targets = sorted({int(x) for x in args.status_targets.split(",") if x.strip()})
+    except ValueError:
+        p.error("--status-targets: comma-separated database counts, e.g. 1,10,50")
+    if not args.status_targets or min(args.status_targets) < 1 or args.status_repeats < 1:
+        p.error("--status-targets needs counts >= 1 and --status-repeats >= 1")
     for value, allowed, what in ((args.contenders, CONTENDERS, "--contenders"),
                                  (args.scenarios, SCENARIOS, "--scenarios")):
         unknown = sorted(set(value) - set(allowed))

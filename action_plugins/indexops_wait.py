@@ -31,7 +31,10 @@ description:
     when the job failed.
   - Without O(jid), it attaches to a build that is already running in the database (started by an
     earlier run whose controller went away, or by someone else); it polls M(pg_index_status) until
-    no session builds the change's index any more and returns the final state.
+    the change's state is no longer V(building) (no session builds its index or, for a replace, its
+    replacement index, and its latest ledger job no longer runs; lock retries, ANALYZE and
+    verification between statements count as running) and returns the final state. The caller decides
+    what a final V(failed) or V(lost) job means; RV(status) holds it.
   - With O(wait=false) it polls once, prints the line and returns at once; the build goes on.
 version_added: "0.2.0"
 author: indexops contributors
@@ -144,7 +147,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 finished:
-  description: Whether the job (with O(jid)) or the build (attaching) has ended.
+  description:
+    - Whether the job (with O(jid)) or, attaching, the change's build and ledger job have ended (its
+      state is no longer V(building)).
   returned: always
   type: bool
 polls:
@@ -212,13 +217,23 @@ def progress_line(host, change, status, error=None):
     state = status.get("state") or "?"
     if not build:
         job = status.get("job") or {}
-        tail = f" (job {job.get('job_id')} {job.get('state')})" if job else ""
+        if state == "building":
+            return (f"{host}: {name} building, job {job.get('job_id')} running with no build in progress right now "
+                    "(waiting for a lock or a retry, starting, ANALYZE, verification or cleanup)")
+        tail = f" (job {job.get('job_id')} {job.get('state')}{', lost' if job.get('lost') else ''})" if job else ""
         return f"{host}: {name} {state}, no build running{tail}"
     percent = build.get("percent")
     percent_text = f"{float(percent):.1f}%" if percent is not None else "?%"
     phase = build.get("phase") or "phase hidden from this role"
     return (f"{host}: {name} {state} {percent_text} {phase}, pid {build.get('pid')}, running "
             f"{duration(build.get('elapsed_s'))}, ETA {duration(build.get('eta_s'))}{waits_on(build)}")
+
+
+def attached_build_ended(status):
+    """Whether a change followed by attaching is over: a progress row comes and goes between the
+    statements of a job (lock retry backoff, ANALYZE, verification, cleanup of a failed build), so
+    only the change's state says so: no build, and no ledger job that still runs."""
+    return status is not None and status.get("state") != "building"
 
 
 class ActionModule(ActionBase):
@@ -340,7 +355,7 @@ class ActionModule(ActionBase):
         delays = self.delays()
         while True:
             status = self.show(state)
-            if status is not None and not status.get("build"):
+            if attached_build_ended(status):
                 state["finished"] = True
                 return state
             if not self.args["wait"] or (deadline is not None and time.monotonic() >= deadline):

@@ -464,13 +464,18 @@ changes:
       type: dict
     state:
       description:
-        - V(building) - a session builds the index, or its latest job runs.
-        - V(lost) - the latest job is running in the ledger but its session is gone.
+        - V(building) - a session builds the index (for a replace, its replacement C(<name>_indexops_new),
+          reported in RV(changes[].build)), or its latest job runs (also between statements, e.g. waiting for a
+          lock or a retry, ANALYZE, verification).
+        - V(lost) - the latest job is running in the ledger but its session is gone, and the index is not what
+          the job set out to make.
         - V(rolled_back) - the latest job is a successful rollback (or was marked rolled back).
         - V(done) - drop - the index is absent; otherwise the index is valid and, when the ledger holds the
           definition_after of the latest successful apply, equal to it (a rebuild needs a successful job).
+          Also a lost job whose build the server finished (create, drop, or a replace whose index has left
+          its old definition); RV(changes[].job.lost) stays true.
         - V(mismatch) - the index is valid but its definition differs from the ledger's definition_after.
-        - V(failed) - the latest job failed and the index is not in the wanted state.
+        - V(failed) - the latest job failed, even when it left a valid index (an unmet expectation).
         - V(invalid) - the index is invalid and nobody builds it.
         - V(pending) - nothing done yet.
       type: str

@@ -338,12 +338,15 @@ class IndexJob:
         if not self.ledger:
             return None
         ledger.ensure(self.conn)
-        return ledger.start(self.conn, {
+        job_id = ledger.start(self.conn, {
             **{key: self.ledger.get(key) for key in LEDGER_FIELDS},
             "action": plan.action, "index_schema": schema, "index_name": name,
             "table_name": (self.table_row or {}).get("table"), "definition_before": plan.definition_before or None,
             "expected": self.expected or {},
         })
+        # Earlier runs of this change whose session is gone can never record their end: close them.
+        ledger.close_lost(self.conn, self.ledger.get("change_id"), self.ledger.get("environment"), job_id)
+        return job_id
 
     def record_refusal(self, exc, schema, name):
         """A run refused before any DDL still leaves a failed job, so the ledger says why."""
@@ -430,6 +433,8 @@ class IndexJob:
             # The job lock died with the old session; take it again (never wait for it) so the
             # final unlock matches what this session holds.
             self.locked = bool(self.table_row) and catalog.try_advisory_lock(self.conn, self.table_row["oid"])
+            if self.job_id is not None:
+                ledger.follow_session(self.conn, self.job_id)  # else status would call the job lost
         if step.cleanup:
             leftover = self.existing_index(schema, step.cleanup)
             if leftover and not leftover["valid"] and not catalog.builds_of(self.conn, leftover["oid"]):

@@ -174,13 +174,17 @@ LEFT JOIN pg_catalog.pg_class t ON t.relnamespace = n.oid AND t.relname = 'jobs'
 # now belongs to a session that started after the job (the pid was reused). A session whose
 # backend_start this role cannot see (no pg_read_all_stats) counts as the job's own: unknown is
 # not lost. A job whose backend is alive but between statements (lock retry backoff, verifying)
-# is not lost either: only the end of its session makes it so.
+# is not lost either: only the end of its session makes it so. A job that reconnected after its
+# session was lost (see follow_session) names the new session, started after the job: that
+# session counts when it started no later than the reconnect recorded in observed.
+JOB_SESSION_GONE = """NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_stat_activity a
+           WHERE a.pid = j.backend_pid AND (a.backend_start IS NULL OR a.backend_start <= greatest(
+               j.started_at, (j.observed ->> 'session_since')::timestamptz))
+       )"""
 JOB_COLUMNS = """
 SELECT j.job_id, j.change_id, j.kind, j.action, j.environment, j.state,
-       j.state = 'running' AND NOT EXISTS (
-           SELECT 1 FROM pg_catalog.pg_stat_activity a
-           WHERE a.pid = j.backend_pid AND (a.backend_start IS NULL OR a.backend_start <= j.started_at)
-       ) AS lost,
+       j.state = 'running' AND """ + JOB_SESSION_GONE + """ AS lost,
        to_char(j.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS started_at,
        to_char(j.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS finished_at,
        j.duration_s, j.attempts, j.owner, j.operator, j.last_error, j.backend_pid, j.application_name,
@@ -193,7 +197,14 @@ WHERE j.change_id = %(change_id)s AND (%(environment)s::text IS NULL OR j.enviro
 ORDER BY j.job_id
 """
 
-RUNNING_JOBS = JOB_COLUMNS + "WHERE j.state = 'running' ORDER BY j.job_id"
+# A running job that a later job of the same change and environment superseded is history, not lost:
+# the later job already acted on the index (status.yml reports only the newest).
+RUNNING_JOBS = JOB_COLUMNS + """
+WHERE j.state = 'running'
+  AND NOT EXISTS (SELECT 1 FROM indexops.jobs k
+                  WHERE k.change_id = j.change_id AND k.environment = j.environment AND k.job_id > j.job_id)
+ORDER BY j.job_id
+"""
 
 DEFINITION_BEFORE_IN = """
 SELECT definition_before FROM indexops.jobs
@@ -224,3 +235,46 @@ def definition_before_in(conn, change_id, environment=None):
     ``environment`` (any environment when None); None when none was recorded."""
     row = fetch_one(conn, DEFINITION_BEFORE_IN, {"change_id": change_id, "environment": environment})
     return row["definition_before"] if row else None
+
+
+# --------------------------------------------------------------------------- sessions of running jobs
+
+# A job that reconnected (its session was lost during a step, and it goes on to clean up and record
+# its end) names its new session, so that status does not call it lost while it still works.
+FOLLOW_SESSION = """
+UPDATE indexops.jobs
+SET backend_pid = pg_backend_pid(), application_name = current_setting('application_name'),
+    observed = coalesce(observed, '{}'::jsonb) || jsonb_build_object('session_since', now())
+WHERE job_id = %(job_id)s AND state = 'running'
+"""
+
+# Earlier jobs of the same change and environment that the ledger says are running but whose
+# session is gone (JOB_SESSION_GONE, as status decides lost) never finish by themselves: a new job
+# closes them as failed, so that the ledger says what became of them.
+CLOSE_LOST = """
+UPDATE indexops.jobs j
+SET state = 'failed', finished_at = now(), duration_s = extract(epoch FROM now() - j.started_at),
+    last_error = 'session lost: the session (pid ' || coalesce(j.backend_pid::text, 'unknown')
+                 || ') that ran this job ended before the job recorded its end; closed by job '
+                 || %(job_id)s::text || %(note)s
+WHERE j.change_id = %(change_id)s AND j.environment = %(environment)s AND j.job_id < %(job_id)s
+  AND j.state = 'running' AND """ + JOB_SESSION_GONE + """
+RETURNING j.job_id
+"""
+CLOSE_LOST_NOTE = (". Its build may have finished on the server (status shows the index) or left an invalid "
+                   "index (the new job repairs it; cleanup.yml drops leftovers)")
+
+
+def follow_session(conn, job_id):
+    """Name this (new) session as the running job's backend, after a reconnect."""
+    with conn.cursor() as cur:
+        cur.execute(FOLLOW_SESSION, {"job_id": job_id})
+
+
+def close_lost(conn, change_id, environment, job_id):
+    """Close the change's earlier running jobs in ``environment`` whose session is gone, as failed
+    with a last_error that says so; returns their job ids."""
+    with conn.cursor() as cur:
+        cur.execute(CLOSE_LOST, {"change_id": change_id, "environment": environment, "job_id": job_id,
+                                 "note": CLOSE_LOST_NOTE})
+        return sorted(row[0] for row in cur.fetchall())

@@ -30,6 +30,7 @@ import psycopg2.errors
 
 from ansible.module_utils.indexops import catalog, ledger, queries
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
+from ansible.module_utils.indexops.index_job import replacement_name
 from ansible.module_utils.indexops.progress import eta_s, percent_done, phase_percent
 from ansible.module_utils.indexops.spec import check_identifier, check_qualified_name
 
@@ -168,6 +169,17 @@ def missing_index(schema, name, table=None):
             "state": "absent", "definition": "", "size_bytes": 0, "scans": None, "building": False, "build": None}
 
 
+def same_table(row, item, index):
+    """Whether index ``row`` is on the change's table (given as [schema.]table, or the index's own);
+    True when neither names one."""
+    wanted = item["table"] or index["table"]
+    if not wanted:
+        return True
+    parts = wanted.split(".")
+    schema = parts[0] if len(parts) == 2 else item["schema"]
+    return (row.get("table_schema") or schema, row["table"]) == (schema, parts[-1])
+
+
 def index_state_name(row, build):
     if build is not None:
         return "building"
@@ -188,22 +200,42 @@ def reached(action, index):
     return index["exists"] and index["valid"]
 
 
-def change_state(action, index, jobs):
+def change_state(action, index, jobs, build=None):
     """pending / building / done / mismatch / invalid / failed / lost / rolled_back, in the order
     an operator must act on them: a live build first, then what the ledger says went wrong, then
-    what the catalog shows (see the module's RETURN for each state)."""
+    what the catalog shows (see the module's RETURN for each state).
+
+    ``build`` is the build working on the change (for replace: the build of its replacement
+    index); None uses the index's own. A lost job whose index the server finished anyway is done
+    (the job keeps ``lost: true``); a failed job stays failed even when it left a valid index.
+    """
     job = jobs[-1] if jobs else None
-    if index["build"] is not None or (job and job["state"] == "running" and not job["lost"]):
+    if (build or index["build"]) is not None or (job and job["state"] == "running" and not job["lost"]):
         return "building"
     if job and job["state"] == "running":
-        return "lost"
+        return "done" if lost_job_finished(action, index, jobs) else "lost"
     if job and (job["state"] == "rolled_back" or (job["kind"] == "rollback" and job["state"] == "succeeded")):
         return "rolled_back"
+    if job and job["state"] == "failed":
+        return "failed"
     if reached(action, index):
         return done_or_mismatch(action, index, jobs)
-    if index["exists"] and not index["valid"]:
-        return "failed" if job and job["state"] == "failed" else "invalid"
-    return "failed" if job and job["state"] == "failed" else "pending"
+    return "invalid" if index["exists"] and not index["valid"] else "pending"
+
+
+def lost_job_finished(action, index, jobs):
+    """Whether the server finished what a lost job started (its session ended, e.g. when async
+    stopped pg_index at its time limit, yet the CONCURRENTLY build ran to its end).
+
+    A rebuild cannot tell (the old index stays valid while REINDEX runs); a replace is finished only
+    once the index no longer has the definition the job set out to replace.
+    """
+    job = jobs[-1]
+    if action == "rebuild" or job["kind"] == "rollback" or not reached(action, index):
+        return False
+    if action == "replace" and (not index["definition"] or index["definition"] == job.get("definition_before")):
+        return False
+    return done_or_mismatch(action, index, jobs) == "done"
 
 
 def done_or_mismatch(action, index, jobs):
@@ -335,15 +367,24 @@ class Status:
     def change_entry(self, item, read_jobs):
         index = self.index_entry(item["schema"], item["name"], item["table"])
         jobs = ledger.change_jobs(self.conn, item["id"], item["environment"]) if read_jobs else []
+        build = index["build"] or (self.replacement_build(item, index) if item["action"] == "replace" else None)
         return {
             "id": item["id"],
             "action": item["action"],
             "index": {"schema": item["schema"], "name": item["name"], "table": item["table"] or index["table"]},
-            "state": change_state(item["action"], index, jobs),
+            "state": change_state(item["action"], index, jobs, build),
             "index_state": index,
-            "build": index["build"],
+            "build": build,
             "job": jobs[-1] if jobs else None,
         }
+
+    def replacement_build(self, item, index):
+        """The build of <name>_indexops_new (pg_index's replacement index, see index_job) on the
+        change's table: while a replace runs, that is the change's build."""
+        row = self.relation(item["schema"], replacement_name(item["name"]))
+        if row is None or row["relkind"] not in INDEX_RELKINDS or not same_table(row, item, index):
+            return None
+        return self.summarize(build_of(row, self.builds))
 
     def change_ledger(self, access, change_id, environment):
         if not access["readable"]:

@@ -18,8 +18,9 @@ import pytest
 from psycopg2 import sql
 
 from ansible.module_utils.indexops import ledger as ledger_utils
-from tests.integration.helpers_catalog import Blocker, create_table, snapshot, wait_until
+from tests.integration.helpers_catalog import Background, Blocker, create_table, snapshot, wait_until
 from tests.integration.helpers_roles import Roles
+from tests.integration.test_failures import in_background
 from tests.integration.test_status_leftovers import by_name, held_build, status
 from tests.pg_index_runner import run_module, run_pg_index
 
@@ -235,6 +236,140 @@ def test_a_terminated_build_is_an_invalid_leftover_and_its_job_is_lost(tdb):
     assert (leftover["kind"], leftover["being_built"]) == ("invalid", False)
     assert result["ledger"]["exists"] is True
     assert [item["job_id"] for item in result["ledger"]["jobs"]] == [job_id]
+
+
+def session_gone(db, pid):
+    return not db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+
+
+def jobs_of(db, change_id="c1", environment="staging"):
+    """The change's jobs as the ledger's read-only query returns them, with ``lost``."""
+    conn = db.connect()
+    try:
+        return ledger_utils.change_jobs(conn, change_id, environment)
+    finally:
+        conn.close()
+
+
+def lost_job(db, environment):
+    """A running job of change c1 whose session has ended; returns its job_id."""
+    conn = db.connect(application_name="indexops/c1")
+    ledger_utils.ensure(conn)
+    job_id = ledger_utils.start(conn, {
+        **ledger_args("c1", environment=environment), "action": None, "index_schema": "public",
+        "index_name": "t_a_idx", "table_name": "t", "definition_before": None, "expected": {}, "override_reason": None})
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    conn.close()
+    wait_until(lambda: session_gone(db, pid), what="the lost job's session to go")
+    return job_id
+
+
+def test_a_lost_job_whose_build_the_server_finished_is_done_and_the_next_job_closes_it(tdb):
+    # The runner's session builds the index to its end, then goes away without recording the end:
+    # what happens when async stops pg_index at its time limit while the server finishes the build.
+    build = RecordedBuild(tdb, "CREATE INDEX CONCURRENTLY t_a_idx ON t (a)", "indexops/c1", change_id="c1")
+    build.thread.join(60)
+    assert not build.errors
+    build.conn.close()
+    wait_until(lambda: session_gone(tdb, build.pid), what="the runner's session to go")
+    elsewhere = lost_job(tdb, environment="production")
+
+    entry = status(tdb, changes=[change(environment="staging")])["changes"][0]
+
+    assert (entry["state"], entry["index_state"]["state"]) == ("done", "valid")
+    assert (entry["job"]["job_id"], entry["job"]["state"], entry["job"]["lost"]) == (build.job_id, "running", True)
+
+    again = run_pg_index(tdb, name="t_a_idx", table="t", columns=["a"], ledger=ledger_args("c1"))
+
+    assert (again.get("failed"), again["action"]) == (None, "none"), again
+    lost, rerun = jobs_of(tdb)
+    assert (lost["job_id"], lost["state"], lost["lost"]) == (build.job_id, "failed", False)
+    assert lost["finished_at"] is not None
+    assert lost["last_error"].startswith(f"session lost: the session (pid {build.pid}) that ran this job ended")
+    assert f"closed by job {rerun['job_id']}" in lost["last_error"]
+    assert (rerun["state"], rerun["action"]) == ("succeeded", "none")
+    # Another environment's lost job is not this run's to close.
+    [production] = jobs_of(tdb, environment="production")
+    assert (production["job_id"], production["state"], production["lost"]) == (elsewhere, "running", True)
+    assert status(tdb, changes=[change(environment="staging")])["changes"][0]["state"] == "done"
+
+
+def test_a_running_job_whose_session_is_alive_is_not_closed_by_the_next_job(tdb):
+    alive = RecordedBuild(tdb, "SELECT 1", "indexops/c1", change_id="c1")
+    alive.thread.join(30)
+    try:
+        result = run_pg_index(tdb, name="t_b_idx", table="t", columns=["b"], ledger=ledger_args("c1"))
+        assert result["changed"] is True, result
+        first, _ = jobs_of(tdb)
+        assert (first["job_id"], first["state"], first["lost"]) == (alive.job_id, "running", False)
+    finally:
+        alive.conn.close()
+
+
+def test_a_job_that_reconnects_after_its_session_died_names_the_new_session_and_is_not_lost(tdb):
+    blocker = Blocker(tdb)  # holds the build, then the cleanup's DROP INDEX CONCURRENTLY of its leftover
+    try:
+        with in_background(tdb, run_pg_index, tdb, name="t_a_idx", table="t", columns=["a"], lock_timeout="10min",
+                           ledger=ledger_args("c1")) as future:
+            [old_pid] = wait_until(lambda: tdb.fetchone(
+                "SELECT p.pid FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.index_relid "
+                "WHERE c.relname = 't_a_idx'"), what="the build to start")
+            tdb.execute("SELECT pg_terminate_backend(%s)", (old_pid,))
+            [new_pid] = wait_until(lambda: tdb.fetchone(
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'indexops/%%' AND pid <> %s "
+                "AND query LIKE 'DROP INDEX CONCURRENTLY%%' AND wait_event_type = 'Lock'", (old_pid,)),
+                what="the job to reconnect and wait to drop its invalid leftover")
+
+            [job] = jobs_of(tdb)
+            assert (job["state"], job["lost"], job["backend_pid"]) == ("running", False, new_pid)
+
+            blocker.release()
+            result = future.result(timeout=120)
+    finally:
+        blocker.release()
+
+    assert result.get("failed") is True and "terminated" in result["msg"], result
+    [job] = jobs_of(tdb)
+    assert (job["state"], job["lost"], job["backend_pid"]) == ("failed", False, new_pid)
+    assert tdb.fetchval("SELECT to_regclass('public.t_a_idx')") is None  # the leftover was dropped
+
+
+def test_a_replace_reports_the_build_of_its_replacement_index(tdb):
+    tdb.execute("CREATE INDEX t_a_idx ON t (a)")
+    with held_build(tdb, "CREATE INDEX CONCURRENTLY t_a_idx_indexops_new ON t (a, b)") as (background, blocker):
+        replace, create = status(tdb, changes=[change(action="replace"), change("c2")])["changes"]
+
+        assert replace["state"] == "building"
+        build = replace["build"]
+        assert (build["pid"], build["index_name"], build["table"]) == (background.pid, "t_a_idx_indexops_new", "t")
+        assert build["phase"] == "waiting for writers before build" and build["percent"] is not None
+        assert replace["index_state"]["state"] == "valid"  # the index itself is not being built
+        # Only a replace follows the replacement index.
+        assert (create["state"], create["build"]) == ("done", None)
+
+        blocker.release()
+        background.join()
+        assert background.error is None
+
+
+def test_a_replacement_index_on_another_table_is_not_the_change_build(tdb):
+    tdb.execute("CREATE INDEX t_a_idx ON t (a)")
+    create_table(tdb, table="t2", rows=100)
+    blocker = Blocker(tdb, table="t2")
+    background = Background(tdb, "CREATE INDEX CONCURRENTLY t_a_idx_indexops_new ON t2 (a)")
+    try:
+        wait_until(lambda: any(row["index_name"] == "t_a_idx_indexops_new" for row in status(tdb)["builds"]),
+                   what="the build on t2 to start")
+
+        [replace] = status(tdb, changes=[change(action="replace")])["changes"]
+
+        assert (replace["state"], replace["build"]) == ("done", None)
+    finally:
+        blocker.release()
+        background.join()
+        background.close(tdb)
 
 
 def test_change_states_follow_the_ledger_and_the_catalog(tdb):

@@ -96,6 +96,20 @@ def ledger_jobs(db, change=CHANGE):
                        (change,))
 
 
+def attach_line(log):
+    """The attach message the debug task printed ("... attaching to it instead of ..."), or None."""
+    lines = [line.strip().strip('"') for line in log.read_text().splitlines()
+             if "instead of starting a second build" in line]
+    return lines[0] if lines else None
+
+
+def stop(proc):
+    """End a background ansible-playbook (its whole process group) if it still runs."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+
 def env_inventory(base: Path, env: str, host: str, **policy: Any) -> Path:
     """inventories/<env>/ as the repository shapes it: group <env> under postgres, group_vars/<env>.yml."""
     root = base / f"inventory-{env}"
@@ -129,12 +143,15 @@ class Runner:
         return self.flows.run_playbook(f"playbooks/{playbook}.yml", inventory=inventories,
                                        extra_vars=self.extra(extra, change), env={"USER": OPERATOR})
 
-    def start(self, playbook, inventories, *, change=CHANGE, extra=None, name="background"):
-        """ansible-playbook in its own process group (killable as a whole), output to a file."""
+    def start(self, playbook, inventories, *, change=CHANGE, extra=None, name="background", plain=()):
+        """ansible-playbook in its own process group (killable as a whole), output to a file.
+        ``plain`` adds ``-e key=value`` arguments as an operator types them (the values are strings)."""
         command = [str(ANSIBLE_PLAYBOOK)]
         for inventory in inventories:
             command += ["-i", str(inventory)]
         command += [str(ROOT / "playbooks" / f"{playbook}.yml"), "-e", json.dumps(self.extra(extra, change))]
+        for pair in plain:
+            command += ["-e", pair]
         log = self.tmp_path / f"{name}.log"
         with log.open("w") as out:
             proc = subprocess.Popen(command, cwd=ROOT, env=_ansible_env(self.tmp_path, {"USER": OPERATOR}),
@@ -202,6 +219,16 @@ def test_a_killed_apply_finishes_its_build_and_a_rerun_attaches_instead_of_build
         assert builds_on(db) == 1 and index_oid(db, INDEX) == held_oid  # no second build, nothing dropped
         assert [job[3] for job in ledger_jobs(db)] == ["running"]  # the rerun recorded no job of its own
 
+        # the same with -e indexops_wait=false typed on the command line: the string "false"
+        typed, typed_log = runner.start("apply", [inventory], name="typed-no-wait", plain=["indexops_wait=false"])
+        try:
+            said = wait_until(lambda: attach_line(typed_log), "the typed rerun to say it attaches")
+            assert said.endswith("(not waiting)"), typed_log.read_text()
+            assert typed.wait(DEADLINE_S) == 0, typed_log.read_text()
+        finally:
+            stop(typed)
+        assert builds_on(db) == 1 and [job[3] for job in ledger_jobs(db)] == ["running"]
+
         # a rerun that waits: attaches, and finishes once the build does
         waiter, waiter_log = runner.start("apply", [inventory], name="attached-apply")
         wait_until(lambda: "Follow the running build" in waiter_log.read_text(), "the rerun to attach")
@@ -217,6 +244,58 @@ def test_a_killed_apply_finishes_its_build_and_a_rerun_attaches_instead_of_build
     jobs = ledger_jobs(db)
     assert jobs[0][1:] == ("apply", "created", "succeeded"), jobs  # finished by the background job
     assert [job[2] for job in jobs[1:]] == ["none"], jobs  # the attached rerun only verified
+
+
+def lock_holder(db, table="public.orders"):
+    """An open transaction holding SHARE UPDATE EXCLUSIVE on ``table``: a concurrent build cannot even
+    start (no progress row), it waits for the lock."""
+    conn = db.connect(autocommit=False, application_name="test-lock-holder")
+    with conn.cursor() as cur:
+        cur.execute(f"LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE")
+    return conn
+
+
+def running_job(db):
+    """(job_id, backend_pid) of the change's running job while its backend waits for a lock, or None."""
+    return db.fetchone(
+        "SELECT j.job_id, j.backend_pid FROM indexops.jobs j JOIN pg_stat_activity a ON a.pid = j.backend_pid "
+        "WHERE j.change_id = %s AND j.state = 'running' AND a.wait_event_type = 'Lock'", (CHANGE,)) \
+        if db.fetchone("SELECT to_regclass('indexops.jobs') IS NOT NULL")[0] else None
+
+
+def test_a_rerun_attaches_to_a_job_with_no_build_yet_and_fails_clearly_when_that_job_fails(runner):
+    db = runner.flows.db
+    inventory = runner.inventory(indexops_lock_timeout="10min")
+    holder = lock_holder(db)
+    first = attached = None
+    try:
+        first, _ = runner.start("apply", [inventory], name="first-apply")
+        job_id, backend_pid = wait_until(lambda: running_job(db), "the apply's job to wait for its lock")
+        assert build_of(db, INDEX) is None  # no progress row: the build has not started
+
+        attached, log = runner.start("apply", [inventory], name="attached-apply")
+        # (A skipped task prints its banner too: the attach message is what says it attached.)
+        wait_until(lambda: attach_line(log) or "TASK [indexops_preflight" in log.read_text(),
+                   "the rerun to attach or go on to preflight")
+        assert "(no build in progress right now" in (attach_line(log) or ""), log.read_text()
+
+        db.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))  # the first job fails
+        assert attached.wait(DEADLINE_S) != 0, log.read_text()
+    finally:
+        holder.rollback()
+        holder.close()
+        for proc in (first, attached):
+            if proc is not None:
+                stop(proc)
+
+    out = log.read_text()
+    assert f"that this run attached to on pgtest (indexops job {job_id}" in out, out
+    assert "failed: the session running" in out and "This run started nothing" in out, out
+    assert "running apply again is safe" in out, out
+    assert "TASK [indexops_preflight" not in out and "Start the change with pg_index" not in out, out
+    assert [job[0] for job in ledger_jobs(db)] == [job_id]  # the rerun started no job of its own
+    assert [job[3] for job in ledger_jobs(db)] == ["failed"]
+    assert runner.flows.index() is None
 
 
 def test_a_job_past_its_time_limit_then_a_terminated_build_shows_as_lost_and_fails_monitoring(runner):

@@ -12,13 +12,23 @@
 - ``indexops_status_collect(hostvars, hosts)``: every host's rows, plus rows for change files that did
   not load and for targets whose play failed before reading.
 - ``indexops_status_failing(rows, fail_on)``: the rows whose states include one of ``fail_on``.
+- ``indexops_status_fail_on_list(fail_on)``: ``indexops_status_fail_on`` as a checked list (a list, a
+  comma-separated string or a JSON list in a string); an unknown state is an error.
+- ``indexops_status_host_conflicts(hostvars, hosts, sources)``: one line per host whose name is in two
+  inventories or in two environment groups (Ansible would merge them into one host).
+- ``indexops_status_state_label(row)``: the STATE cell: the row's states, and ``(job lost)`` on a done
+  change whose ledger job lost its session.
 
 Pure data shaping on the control node; the database is read only by pg_index_status.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime, timedelta
+
+from ansible.errors import AnsibleFilterError
 
 COLUMNS = (("change", "CHANGE"), ("index", "INDEX"), ("environment", "ENV"), ("host", "HOST"),
            ("state", "STATE"), ("progress", "PROGRESS"), ("started", "STARTED (UTC)"),
@@ -26,6 +36,11 @@ COLUMNS = (("change", "CHANGE"), ("index", "INDEX"), ("environment", "ENV"), ("h
 # Console cells are cut to this many characters; the JSON and Markdown reports keep them whole.
 CELL_MAX = {"progress": 100, "last_error": 70, "owner": 32, "change": 32, "index": 40}
 NONE = "-"
+# Every state a row can be in: what indexops_status_fail_on accepts.
+STATES = ("pending", "building", "done", "mismatch", "invalid", "failed", "lost", "rolled_back", "unreachable",
+          "error")
+# pg_index_status failed before it could read: the server did not answer (the rest is an error row).
+CONNECT_FAILURE = "could not connect to PostgreSQL"
 
 
 def _duration(seconds):
@@ -118,12 +133,14 @@ def _row(host, environment, database, **cells):
     return row
 
 
-def _job_error(job):
+def _job_error(job, state=None):
     if not job:
         return None
     if job.get("lost"):
         note = (f"job {job.get('job_id')} lost: recorded as running, but its session (pid {job.get('backend_pid')}) "
                 "is gone")
+        if state == "done":
+            note += "; the index finished valid and as specified: nothing to do"
         return f"{note}; {job['last_error']}" if job.get("last_error") else note
     return job.get("last_error")
 
@@ -134,7 +151,10 @@ def _change_row(host, environment, database, entry, owner):
     build, job = entry.get("build"), entry.get("job")
     state = entry.get("state") or NONE
     states = [state]
-    if job and job.get("lost") and "lost" not in states:
+    # A lost job whose index finished valid and as specified (the server completed the build after the
+    # controller-side job died) is done: the flag is shown, but it is not a "lost" state to act on.
+    job_lost = bool(job and job.get("lost"))
+    if job_lost and state != "done" and "lost" not in states:
         states.append("lost")
     if index_state.get("state") == "invalid" and not build and "invalid" not in states:
         states.append("invalid")
@@ -152,8 +172,25 @@ def _change_row(host, environment, database, entry, owner):
     return _row(host, environment, database, change=entry.get("id"),
                 index=f"{index.get('schema') or 'public'}.{index.get('name')}", state=state, states=states,
                 progress=progress, started=started, duration=duration,
-                owner=(job or {}).get("owner") or owner or NONE, last_error=_job_error(job) or NONE,
-                job_id=(job or {}).get("job_id"))
+                owner=(job or {}).get("owner") or owner or NONE, last_error=_job_error(job, state) or NONE,
+                job_id=(job or {}).get("job_id"), job_lost=job_lost)
+
+
+def _one_line(message, default=NONE):
+    """A message as one line: a multi-line one (argument validation lists each problem) is joined."""
+    lines = [line.strip() for line in str(message or "").strip().splitlines() if line.strip()]
+    return " ".join(lines) if lines else default
+
+
+def _newest_lost_jobs(jobs):
+    """The lost jobs that no later job of the same change and environment superseded (the ledger's
+    query already leaves those out; this keeps an older module's answer right as well)."""
+    jobs = list(jobs or [])
+    newest = {}
+    for job in jobs:
+        key = (job.get("change_id"), job.get("environment"))
+        newest[key] = max(newest.get(key, job.get("job_id") or 0), job.get("job_id") or 0)
+    return [job for job in jobs if (job.get("job_id") or 0) >= newest[(job.get("change_id"), job.get("environment"))]]
 
 
 def indexops_status_rows(reads, host, environment, requests):
@@ -165,10 +202,13 @@ def indexops_status_rows(reads, host, environment, requests):
         database = item.get("item")
         # failed_when: false keeps a failed read's msg but sets failed to false: a read that worked
         # always names its database.
-        if item.get("failed") or item.get("skipped") or "database" not in item:
-            message = str(item.get("msg") or "could not read the status").strip().splitlines()
-            rows.append(_row(host, environment, database, change="*", state="unreachable",
-                             progress=f"database {database} not read", last_error=message[0] if message else NONE))
+        if item.get("failed") or item.get("skipped") or item.get("unreachable") or "database" not in item:
+            message = _one_line(item.get("msg"), "could not read the status")
+            # Only a target that did not answer is unreachable; bad input or a failed query is an error.
+            unreachable = bool(item.get("unreachable")) or message.startswith(CONNECT_FAILURE)
+            rows.append(_row(host, environment, database, change="*",
+                             state="unreachable" if unreachable else "error",
+                             progress=f"database {database} not read", last_error=message))
             continue
         tied = set()
         for entry in item.get("changes") or []:
@@ -193,14 +233,33 @@ def indexops_status_rows(reads, host, environment, requests):
                              progress=f"leftover ({leftover.get('kind')}) on {leftover.get('table')}, "
                                       "nobody is building it",
                              last_error="drop it with playbooks/cleanup.yml"))
-        for job in item.get("lost_jobs") or []:
-            if job.get("change_id") in change_ids:
+        for job in _newest_lost_jobs(item.get("lost_jobs")):
+            # A change of this run shows its own newest job in this environment in its row.
+            if job.get("change_id") in change_ids and job.get("environment") in (None, environment):
                 continue
+            elsewhere = job.get("environment") not in (None, environment)
+            progress = f"{job.get('kind')} {job.get('action') or ''}".strip()
+            if elsewhere:
+                progress += f" (ledger environment {job.get('environment')})"
             rows.append(_row(host, environment, database, change=job.get("change_id"), state="lost",
-                             progress=f"{job.get('kind')} {job.get('action') or ''}".strip(),
+                             progress=progress,
                              started=_timestamp(job.get("started_at")), owner=job.get("owner") or NONE,
                              last_error=_job_error(job), job_id=job.get("job_id")))
     return rows
+
+
+def _load_error(item):
+    """The message of a change file that did not load; a file that does not exist says so."""
+    path = str(item.get("item") or "")
+    if path and not os.path.exists(path):
+        folder = os.path.dirname(path)
+        try:
+            known = sorted(name[:-4] for name in os.listdir(folder) if name.endswith(".yml"))
+        except OSError:
+            known = []
+        return (f"change file {path} does not exist; expected one of the change ids in {folder}: "
+                f"{', '.join(known) if known else '(none)'}")
+    return _one_line(item.get("msg"), "the change file did not load (no message)")
 
 
 def indexops_status_collect(hostvars, hosts):
@@ -213,20 +272,73 @@ def indexops_status_collect(hostvars, hosts):
         if loaded and not files_done:
             files_done = True
             for item in loaded.get("results", []):
-                if item.get("failed"):
+                # failed_when: false sets failed to false on every item: a file that loaded has an id.
+                if item.get("failed") or not item.get("id"):
                     name = str(item.get("item") or "").rsplit("/", 1)[-1]
-                    message = str(item.get("msg") or "").strip().splitlines()
                     rows.append(_row("control node", NONE, NONE, change=name, state="error",
-                                     progress="change file not loaded", last_error=message[0] if message else NONE))
+                                     progress="change file not loaded", last_error=_load_error(item)))
     for host in hosts or []:
         facts = hostvars[host] if host in hostvars else {}
         host_rows = facts.get("indexops_status_rows")
-        if host_rows is None:
+        if host_rows is not None:
+            rows.extend(host_rows)
+            continue
+        failure = facts.get("indexops_status_failure")
+        if failure is not None:
+            unreachable = bool(failure.get("unreachable")) or str(failure.get("msg") or "").startswith(CONNECT_FAILURE)
+            rows.append(_row(host, facts.get("indexops_environment") or NONE, NONE, change="*",
+                             state="unreachable" if unreachable else "error", progress="target not read",
+                             last_error=_one_line(failure.get("msg"), "the status play failed on this target")))
+        else:
             rows.append(_row(host, facts.get("indexops_environment") or NONE, NONE, change="*", state="unreachable",
                              last_error="the status play failed on this target before it could read (see above)"))
-        else:
-            rows.extend(host_rows)
     return rows
+
+
+def _names(sources):
+    return ", ".join(str(source) for source in sources)
+
+
+def _source_hosts(source):
+    """Host names of one inventory source, parsed on its own (None when it cannot be parsed alone)."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    try:
+        inventory = InventoryManager(loader=DataLoader(), sources=[source], parse=True)
+        return {host.name for host in inventory.get_hosts(pattern="all")}
+    except Exception:  # noqa: BLE001 - the run already parsed it; a source that fails alone is not checked
+        return None
+
+
+def indexops_status_host_conflicts(hostvars, hosts, sources=None):
+    """One line per host of ``hosts`` whose name is in two of the inventory ``sources`` or in two
+    environment groups: Ansible merges such hosts into one, so their rows would land under one
+    environment with one environment's connection."""
+    hosts = list(hosts or [])
+    problems = []
+    by_host = {}
+    sources = [source for source in (sources or []) if source]
+    if len(sources) > 1:
+        for source in sources:
+            for name in _source_hosts(source) or ():
+                by_host.setdefault(name, []).append(source)
+    environments = {hostvars[host].get("indexops_environment") for host in hosts if host in hostvars}
+    environments.discard(None)
+    for host in hosts:
+        facts = hostvars[host] if host in hostvars else {}
+        groups = sorted(set(facts.get("group_names") or []) & environments)
+        if len(by_host.get(host, [])) > 1:
+            problems.append(f"host {host} is in {len(by_host[host])} inventories ({_names(by_host[host])}): "
+                            "Ansible merges hosts of the same name, so its rows would land under one environment; "
+                            "rename it in all but one inventory (host names must be unique across the inventories "
+                            "given). Nothing was read; running again after renaming is safe.")
+        elif len(groups) > 1:
+            problems.append(f"host {host} is in {len(groups)} environment groups ({', '.join(groups)}) but has one "
+                            f"indexops_environment ({facts.get('indexops_environment')}): rename it so that each "
+                            "environment has its own host name. Nothing was read; running again after renaming "
+                            "is safe.")
+    return problems
 
 
 def _cell(row, key, limit=True):
@@ -239,6 +351,7 @@ def _cell(row, key, limit=True):
 
 def indexops_status_table(rows):
     """Aligned text lines: a header, a rule, one line per row."""
+    rows = [{**row, "state": indexops_status_state_label(row)} for row in rows or []]
     cells = [[title for _, title in COLUMNS]] + [[_cell(row, key) for key, _ in COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     lines = ["  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)).rstrip()
@@ -252,17 +365,80 @@ def indexops_status_markdown_cell(value):
     return " ".join(str(value if value is not None else NONE).split()).replace("|", "\\|")
 
 
-def indexops_status_fail_on_list(fail_on):
-    """indexops_status_fail_on as a list: -e gives 'invalid,failed,lost', group_vars may give a list."""
+def _fail_on_parts(fail_on):
+    if fail_on is None:
+        return []
     if isinstance(fail_on, str):
-        return [part.strip() for part in fail_on.split(",") if part.strip()]
-    return [str(part).strip() for part in fail_on or [] if str(part).strip()]
+        text = fail_on.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                return parsed
+            # '[invalid, failed]' (YAML flow style, no quotes): strip the brackets.
+            text = text.strip("[]")
+        return [part.strip().strip("'\"") for part in text.split(",")]
+    if isinstance(fail_on, (list, tuple, set)):
+        return list(fail_on)
+    raise AnsibleFilterError(
+        f"indexops_status_fail_on is a {type(fail_on).__name__} ({fail_on!r}); expected a list of states or a "
+        f"comma-separated string of them, from: {', '.join(STATES)}. Nothing was read; fix it and run again.")
+
+
+def indexops_status_fail_on_problem(fail_on):
+    """Why ``indexops_status_fail_on`` is not acceptable, in one line; '' when it is."""
+    try:
+        parts = [str(part).strip() for part in _fail_on_parts(fail_on)]
+    except AnsibleFilterError as exc:
+        return str(exc.message)
+    unknown = [part for part in parts if part and part not in STATES]
+    if unknown:
+        return (f"indexops_status_fail_on names unknown state(s) {', '.join(repr(part) for part in unknown)} "
+                f"(given: {fail_on!r}); expected states from: {', '.join(STATES)}, as a list or comma-separated. "
+                "Nothing was read; fix it and run again.")
+    return ""
+
+
+def indexops_status_fail_on_list(fail_on):
+    """indexops_status_fail_on as a list: -e gives 'invalid,failed,lost' (or '["invalid"]'), group_vars
+    may give a list. An unknown state is an error naming it and the accepted ones."""
+    problem = indexops_status_fail_on_problem(fail_on)
+    if problem:
+        raise AnsibleFilterError(problem)
+    out = []
+    for part in _fail_on_parts(fail_on):
+        part = str(part).strip()
+        if part and part not in out:
+            out.append(part)
+    return out
 
 
 def indexops_status_failing(rows, fail_on):
     """Rows whose states include one of ``fail_on`` (a list, or a comma-separated string)."""
     wanted = set(indexops_status_fail_on_list(fail_on))
     return [row for row in rows or [] if wanted & set(row.get("states") or [row.get("state")])]
+
+
+def indexops_status_state_label(row):
+    """The STATE cell: the row's states, plus '(job lost)' on a change that is done although its ledger
+    job lost its session (the server finished the build after the controller-side job died)."""
+    states = [str(state) for state in (row.get("states") or [row.get("state") or NONE])]
+    label = ", ".join(states)
+    if row.get("job_lost") and "lost" not in states:
+        label += " (job lost)"
+    return label
+
+
+def indexops_status_report_suffix(taken_at_us, token):
+    """The report file name's stem after 'status-': UTC to the millisecond plus a short token, e.g.
+    '20261201T131220.512Z-3fa9', so that two runs in the same second never overwrite each other."""
+    stamp = str(taken_at_us)
+    main, _, fraction = stamp.partition(".")
+    main = main.replace("-", "").replace(":", "").rstrip("Z")
+    millis = (fraction.rstrip("Z") + "000")[:3]
+    return f"{main}.{millis}Z-{str(token)[:4]}"
 
 
 class FilterModule:
@@ -278,4 +454,8 @@ class FilterModule:
             "indexops_status_failing": indexops_status_failing,
             "indexops_status_fail_on_list": indexops_status_fail_on_list,
             "indexops_status_collect": indexops_status_collect,
+            "indexops_status_fail_on_problem": indexops_status_fail_on_problem,
+            "indexops_status_host_conflicts": indexops_status_host_conflicts,
+            "indexops_status_state_label": indexops_status_state_label,
+            "indexops_status_report_suffix": indexops_status_report_suffix,
         }

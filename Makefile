@@ -65,15 +65,19 @@ unit: $(STAMP)
 	$(WITH_VENV) $(BIN)/pytest tests/unit
 
 integration: $(STAMP)
-	$(WITH_VENV) $(BIN)/pytest tests/integration tests/playbooks
+	$(WITH_VENV) $(BIN)/pytest -n $(PYTEST_WORKERS) tests/integration tests/playbooks
 
 # molecule/default: roles/indexops_apply on this machine against a sandbox of its own (port
 # INDEXOPS_MOLECULE_PORT, default 54339; data in .sandbox/molecule, removed afterwards).
 molecule: $(STAMP)
 	$(WITH_VENV) $(BIN)/molecule test
 
+# Two workers: most of a playbook test is waiting on ansible-playbook and PostgreSQL, and each
+# worker gets its own embedded server (tests/conftest.py), so two overlap well on two cores.
+PYTEST_WORKERS ?= 2
+
 test: lint docs-check molecule
-	$(WITH_VENV) $(BIN)/pytest tests
+	$(WITH_VENV) $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=10 tests
 
 # Rehearses changes/orders-customer-created.yml on inventories/local (the sandbox) while a writer load
 # runs, then prints the report's path and summary. The report lands in reports/orders-customer-created/.

@@ -11,6 +11,8 @@ import io
 import json
 from pathlib import Path
 
+from ansible.module_utils import _internal
+from ansible.module_utils.common import warnings as module_warnings
 from ansible.module_utils.testing import patch_module_args
 
 LIBRARY = Path(__file__).resolve().parent.parent / "library"
@@ -23,6 +25,24 @@ def load_module(name):
     return module
 
 
+@contextlib.contextmanager
+def as_target_process():
+    """Make this process look like a target host's module process, as Ansible runs modules.
+
+    Importing controller code (a filter plugin's test does) flips ansible's private
+    ``is_controller`` flag, after which module.warn() prints instead of returning ``warnings``;
+    warnings of earlier in-process runs would also leak into this one. Both are reset here.
+    """
+    saved = _internal.is_controller
+    _internal.is_controller = False
+    module_warnings._global_warnings.clear()
+    module_warnings._global_deprecations.clear()
+    try:
+        yield
+    finally:
+        _internal.is_controller = saved
+
+
 def run_module(name, args, *, check_mode=False, diff=False):
     """Call ``main()`` of library/<name>.py with ``args``; returns the result dict.
 
@@ -31,7 +51,7 @@ def run_module(name, args, *, check_mode=False, diff=False):
     module = load_module(name)
     payload = {**args, "_ansible_check_mode": check_mode, "_ansible_diff": diff}
     out = io.StringIO()
-    with patch_module_args(payload), contextlib.redirect_stdout(out):
+    with as_target_process(), patch_module_args(payload), contextlib.redirect_stdout(out):
         try:
             module.main()
         except SystemExit:

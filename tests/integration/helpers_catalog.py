@@ -90,7 +90,7 @@ def progress(db) -> list[dict]:
         return [dict(zip([col.name for col in cur.description], row, strict=True)) for row in cur.fetchall()]
 
 
-def wait_until(probe, *, what, timeout=DEADLINE_S, interval=0.05):
+def wait_until(probe, what, timeout=DEADLINE_S, interval=0.05):
     """Call ``probe`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
@@ -25,25 +24,12 @@ from psycopg2 import sql
 
 from ansible.module_utils.indexops import catalog
 from scripts.sandbox import free_port
+from tests.integration.helpers_catalog import wait_until
 from tests.pg_index_runner import run_pg_index
 
-DEADLINE_S = 30.0
-POLL_S = 0.02
 INDEXOPS_APPS = "indexops/%"
 
 # --------------------------------------------------------------------------- helpers
-
-
-def wait_until(probe, what, timeout=DEADLINE_S):
-    """Poll ``probe()`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(POLL_S)
 
 
 def catalog_snapshot(db):

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from scripts.sandbox import ORDERS_DDL, ORDERS_SEED
+from tests.integration.helpers_catalog import wait_until as wait_for
 from tests.playbooks.conftest import ANSIBLE_PLAYBOOK, COMMON_POLICY, ROOT, VENV_PYTHON, _ansible_env, connection_vars
 from tests.playbooks.test_flows import CHANGE, DEFINITION, INDEX, OPERATOR, ROWS, Flows, ok
 
@@ -39,15 +40,9 @@ DEADLINE_S = 120
 
 # --------------------------------------------------------------------------- helpers
 
-def wait_until(probe, what, timeout=DEADLINE_S, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+def wait_until(probe, what, timeout=DEADLINE_S):
+    """helpers_catalog.wait_until with this file's longer deadline: playbooks start slowly."""
+    return wait_for(probe, what, timeout=timeout, interval=0.2)
 
 
 @contextlib.contextmanager

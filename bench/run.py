@@ -793,15 +793,9 @@ def status_prefix(b: Bench) -> str:
 def status_template(b: Bench) -> None:
     """A small database shaped like the demo's (10,000 orders rows + one example index) that
     every status target is copied from, so 50 targets cost 50 CREATE DATABASE ... TEMPLATE."""
-    admin = {**b.conn_params, "dbname": b.args.maintenance_db}
-    with contextlib.closing(psycopg2.connect(**admin, connect_timeout=10)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s",
-                        (status_prefix(b) + "%",))
-            for (name,) in cur.fetchall():
-                cur.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(status_prefix(b) + "tpl")))
+    drop_status_databases(b)  # a run that was interrupted may have left some
+    with admin_connection(b) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(status_prefix(b) + "tpl")))
     params = {**b.conn_params, "dbname": status_prefix(b) + "tpl"}
     with contextlib.closing(psycopg2.connect(**params, connect_timeout=10)) as conn:
         conn.autocommit = True
@@ -816,9 +810,7 @@ def status_template(b: Bench) -> None:
 
 def status_databases(b: Bench, count: int) -> list[str]:
     names = [f"{status_prefix(b)}{i:03d}" for i in range(1, count + 1)]
-    admin = {**b.conn_params, "dbname": b.args.maintenance_db}
-    with contextlib.closing(psycopg2.connect(**admin, connect_timeout=10)) as conn:
-        conn.autocommit = True
+    with admin_connection(b) as conn:
         with conn.cursor() as cur:
             for name in names:
                 cur.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,))
@@ -908,10 +900,19 @@ def scenario_status_scale(b: Bench) -> dict[str, Any]:
             "met": None if scale is None or (low, high) != (1, 50) else scale <= 3}
 
 
+@contextlib.contextmanager
+def admin_connection(b: Bench):
+    """An autocommit session on --maintenance-db, where CREATE/DROP DATABASE run."""
+    conn = psycopg2.connect(**{**b.conn_params, "dbname": b.args.maintenance_db}, connect_timeout=10)
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 def drop_status_databases(b: Bench) -> None:
-    admin = {**b.conn_params, "dbname": b.args.maintenance_db}
-    with contextlib.closing(psycopg2.connect(**admin, connect_timeout=10)) as conn:
-        conn.autocommit = True
+    with admin_connection(b) as conn:
         with conn.cursor() as cur:
             cur.execute("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s",
                         (status_prefix(b) + "%",))

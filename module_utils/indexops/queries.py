@@ -9,6 +9,8 @@ other roles' sessions to members of pg_read_all_stats (part of pg_monitor).
 
 from __future__ import annotations
 
+from psycopg2 import sql
+
 from ansible.module_utils.indexops.catalog import fetch_all, fetch_one
 
 SESSION = "SELECT current_user AS role, current_database() AS database"
@@ -79,11 +81,11 @@ ORDER BY a.xact_start, a.pid
 
 # Indexes that are not valid: failed or cancelled concurrent builds, REINDEX CONCURRENTLY's
 # _ccnew/_ccold, and builds still in progress. Other sessions' temporary schemas are left out.
-INVALID_INDEXES = """
+# {definition} and {size} are LOCKING_COLUMNS, or LOCK_FREE_COLUMNS after a lock timeout.
+INVALID_INDEXES_TEMPLATE = sql.SQL("""
 SELECT c.oid, n.nspname AS schema, c.relname AS name, i.indrelid AS table_oid, t.relname AS table,
        i.indisvalid AS valid, i.indisready AS ready, i.indislive AS live,
-       pg_catalog.pg_get_indexdef(c.oid) AS definition,
-       pg_catalog.pg_relation_size(c.oid) AS size_bytes
+       {definition} AS definition, {size} AS size_bytes
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -91,7 +93,15 @@ JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
 WHERE NOT i.indisvalid
   AND n.nspname !~ '^pg_(toast_)?temp_'
 ORDER BY n.nspname, c.relname
-"""
+""")
+# pg_get_indexdef and pg_relation_size lock the index's table or the index, and so wait behind DDL
+# holding ACCESS EXCLUSIVE; the lock-free read has no definition and estimates size from relpages.
+LOCKING_COLUMNS = {"definition": sql.SQL("pg_catalog.pg_get_indexdef(c.oid)"),
+                   "size": sql.SQL("pg_catalog.pg_relation_size(c.oid)")}
+LOCK_FREE_COLUMNS = {"definition": sql.SQL("NULL::text"),
+                     "size": sql.SQL("c.relpages::bigint * current_setting('block_size')::bigint")}
+INVALID_INDEXES = INVALID_INDEXES_TEMPLATE.format(**LOCKING_COLUMNS)
+INVALID_INDEXES_UNLOCKED = INVALID_INDEXES_TEMPLATE.format(**LOCK_FREE_COLUMNS)
 
 # Every index build in this database but our own. relid and index_relid are NULL for the builds
 # of other roles when this role lacks pg_read_all_stats: such a row still says "someone builds".
@@ -217,21 +227,6 @@ LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
 LEFT JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
 LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
 WHERE n.nspname = %s AND c.relname = %s
-"""
-
-# INVALID_INDEXES without the two locking calls, for when a lock made that read time out.
-INVALID_INDEXES_UNLOCKED = """
-SELECT c.oid, n.nspname AS schema, c.relname AS name, i.indrelid AS table_oid, t.relname AS table,
-       i.indisvalid AS valid, i.indisready AS ready, i.indislive AS live,
-       NULL::text AS definition,
-       c.relpages::bigint * current_setting('block_size')::bigint AS size_bytes
-FROM pg_catalog.pg_index i
-JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
-WHERE NOT i.indisvalid
-  AND n.nspname !~ '^pg_(toast_)?temp_'
-ORDER BY n.nspname, c.relname
 """
 
 # Sessions holding or awaiting ACCESS EXCLUSIVE in this database: who made a status read time out.

@@ -19,8 +19,11 @@ description:
   - A build that fails for any reason (lock timeout, statement timeout, cancel, unique violation,
     deadlock, lost connection) drops the invalid index it left before the module reports.
   - An invalid index that another session is still building is never dropped.
-  - Every DDL statement runs under O(lock_timeout). Lock timeouts and deadlocks are retried with
-    exponential backoff and jitter up to O(lock_retries) attempts.
+  - Every wait for a lock on a table or an index is cut at O(lock_timeout), so that no read or write
+    queues behind this module for longer. Lock timeouts and deadlocks are retried with exponential
+    backoff and jitter up to O(lock_retries) attempts.
+  - A concurrent statement's waits for other transactions to finish (writers, old snapshots, readers)
+    block nobody and are not cut at O(lock_timeout); O(build_wait_timeout) bounds them when set.
   - Only one indexops job runs per table at a time (a session advisory lock keyed on the table).
 version_added: "0.1.0"
 author: indexops contributors
@@ -112,9 +115,25 @@ options:
     type: bool
     default: true
   lock_timeout:
-    description: C(lock_timeout) for every statement, as PostgreSQL duration text.
+    description:
+      - How long any statement may wait for a lock on the table or an index (the wait others can
+        queue behind), as PostgreSQL duration text. A longer wait ends the attempt, which is retried.
+      - For the CONCURRENTLY statements the server's C(lock_timeout) is off and a second session of
+        this module cancels the statement when one of its relation-lock waits reaches this limit, so
+        that the statement's waits for other transactions are not cut (see O(build_wait_timeout)).
     type: str
     default: 1s
+  build_wait_timeout:
+    description:
+      - How long a run's concurrent statements may wait, in total, for other transactions to finish,
+        as PostgreSQL duration text. A concurrent build waits for the transactions that write the
+        table when it starts and for every snapshot older than itself before it validates; a
+        concurrent drop waits for the transactions that use the table. The statement already holds
+        SHARE UPDATE EXCLUSIVE then, so no read or write waits behind it.
+      - Unset means no limit (a long transaction delays the build, and RV(txn_wait_s) says by how much).
+        When the limit is reached, the statement is cancelled, its invalid leftover dropped, and the
+        error names the oldest transactions it waited for.
+    type: str
   lock_retries:
     description: Attempts per statement when it fails on a lock timeout (55P03) or deadlock (40P01).
     type: int
@@ -233,9 +252,15 @@ notes:
     take SHARE UPDATE EXCLUSIVE on the table, which does not block reads or writes. Their
     non-concurrent forms take SHARE (blocks writes for the whole build) or ACCESS EXCLUSIVE
     (blocks everything). C(ALTER INDEX RENAME) takes SHARE UPDATE EXCLUSIVE.
-  - A concurrent build also waits, at its phase boundaries, for transactions older than itself;
-    O(lock_timeout) bounds those waits too. A transaction open longer than O(lock_timeout) at that
-    moment makes the attempt fail; its invalid index is dropped and the attempt retried.
+  - Two waits, bounded apart. A wait for a relation lock (the table's or an index's), which other
+    sessions queue behind, is cut at O(lock_timeout) and retried. A concurrent statement's wait for
+    other transactions to finish (a C(virtualxid) or C(transactionid) lock in C(pg_locks)) is reported
+    live by M(pg_index_status) with the pids it waits on and bounded only by O(build_wait_timeout);
+    a transaction merely older than O(lock_timeout) never fails the build.
+  - The CONCURRENTLY statements run with the session's C(lock_timeout) set to 0 while a second
+    session (C(application_name=indexops-watch/<name>)) reads the statement's ungranted lock from
+    C(pg_locks) every 0.2 s and sends a cancel request, with the statement's own cancel key, when a
+    limit is reached.
   - The definition check creates an empty temporary table (C(LIKE) the target) and an index on it
     inside a transaction that is always rolled back. It needs the TEMPORARY privilege on the
     database (granted to PUBLIC by default) and takes ACCESS SHARE on the table.
@@ -344,7 +369,13 @@ attempts:
   returned: always
   type: int
 lock_wait_s:
-  description: Seconds lost to lock waits, failed attempts plus the backoff between them.
+  description: Seconds lost to relation-lock waits, failed attempts plus the backoff between them.
+  returned: always
+  type: float
+txn_wait_s:
+  description:
+    - Seconds the concurrent statements waited for other transactions to finish (writers, old
+      snapshots, readers), summed over the run. It blocks nobody, but adds to RV(duration_s).
   returned: always
   type: float
 definition_before:
@@ -434,6 +465,7 @@ def argument_spec():
         lock_retry_delay={"type": "float", "default": 0.5},
         lock_retry_max_delay={"type": "float", "default": 30.0},
         statement_timeout={"type": "str"},
+        build_wait_timeout={"type": "str"},
         on_invalid={"type": "str", "choices": ["rebuild", "fail"], "default": "rebuild"},
         on_mismatch={"type": "str", "choices": ["fail", "replace"], "default": "fail"},
         wait={"type": "bool", "default": False},
@@ -452,14 +484,16 @@ def argument_spec():
 def safety_from(params):
     """Safety options, with durations checked here so bad text never reaches the server."""
     duration_seconds(params["lock_timeout"], "lock_timeout")
-    if params["statement_timeout"] is not None:
-        duration_seconds(params["statement_timeout"], "statement_timeout")
+    for option in ("statement_timeout", "build_wait_timeout"):
+        if params[option] is not None:
+            duration_seconds(params[option], option)
     if params["lock_retries"] < 1:
         raise IndexOpsError(f"lock_retries is {params['lock_retries']}", expected="at least 1 attempt")
     return Safety(
         concurrently=params["concurrently"], lock_timeout=params["lock_timeout"],
         lock_retries=params["lock_retries"], retry_delay_s=params["lock_retry_delay"],
         retry_max_delay_s=params["lock_retry_max_delay"], statement_timeout=params["statement_timeout"],
+        build_wait_timeout=params["build_wait_timeout"],
         on_invalid=params["on_invalid"], on_mismatch=params["on_mismatch"],
         maintenance_work_mem=params["maintenance_work_mem"],
         max_parallel_maintenance_workers=params["max_parallel_maintenance_workers"],
@@ -485,7 +519,8 @@ def run(module):
     params = spec_params(module.params)
     safety = safety_from(params)
     job = IndexJob(lambda: connect(params, f"indexops/{params['name']}"), safety, check_mode=module.check_mode,
-                   ledger=params["ledger"], expected=params["expected"])
+                   ledger=params["ledger"], expected=params["expected"],
+                   watch_connect=lambda: connect(params, f"indexops-watch/{params['name']}"))
     try:
         if params["state"] == "present":
             spec = build_spec(params)

@@ -24,7 +24,9 @@ description:
     TEMPORARY on the database (for the definition check), CREATE on the change's tablespace if one is
     named, and can write the ledger (C(indexops.jobs)) or create it."
   - C(long_transactions) lists client sessions of the database whose transaction is older than
-    O(long_transaction_threshold) (pid, age, state, query). A concurrent build waits for them.
+    O(long_transaction_threshold) (pid, age, state, query). A concurrent build or drop waits for them
+    to end; that wait blocks no reads or writes, so they are a statement of what the build will wait
+    for, not a no-go, unless O(build_wait_timeout) is set and the oldest is already older than it.
   - C(estimated_duration) scales the rehearsal's duration by the ratio of this table's size to the
     rehearsed table's size and compares it with O(window_remaining_s).
   - The kill switch, the maintenance window and the rehearsal requirement are the gate's
@@ -40,9 +42,14 @@ options:
     type: dict
     required: true
   long_transaction_threshold:
-    description: Transactions open longer than this (PostgreSQL duration text, e.g. V(5min)) are a no-go.
+    description: Transactions open longer than this (PostgreSQL duration text, e.g. V(5min)) are listed.
     type: str
     default: 5min
+  build_wait_timeout:
+    description:
+      - The limit pg_index will have on waits for other transactions (its O(build_wait_timeout)).
+        A listed transaction already older than this is a no-go. Unset means no limit.
+    type: str
   rehearsal:
     description:
       - The newest matching rehearsal as the gate returns it; only V(duration_s) (seconds) and
@@ -272,6 +279,7 @@ def argument_spec():
     spec.update(
         change={"type": "dict", "required": True},
         long_transaction_threshold={"type": "str", "default": "5min"},
+        build_wait_timeout={"type": "str"},
         rehearsal={"type": "dict"},
         window_remaining_s={"type": "float"},
         fail_on_nogo={"type": "bool", "default": False},
@@ -284,7 +292,8 @@ def run(params):
     target = connection_params(params, change)
     preflight = Preflight(lambda: connect(target, application_name(change)), change,
                           threshold=params["long_transaction_threshold"], rehearsal=params["rehearsal"],
-                          window_remaining_s=params["window_remaining_s"])
+                          window_remaining_s=params["window_remaining_s"],
+                          build_wait_timeout=params["build_wait_timeout"])
     return preflight.run()
 
 

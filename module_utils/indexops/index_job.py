@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import psycopg2
 
-from ansible.module_utils.indexops import catalog, compare, ledger, sqlcompose
+from ansible.module_utils.indexops import catalog, compare, ledger, sqlcompose, waits
 from ansible.module_utils.indexops.changefile import size_bytes
 from ansible.module_utils.indexops.errors import RERUN_SAFE, IndexOpsError, input_error
 from ansible.module_utils.indexops.fragments import select_statement
@@ -26,6 +26,7 @@ from ansible.module_utils.indexops.retry import (
     run_with_retries,
 )
 from ansible.module_utils.indexops.spec import duration_seconds
+from ansible.module_utils.indexops.waits import TransactionWaitExceeded, WatchLost
 
 MIN_SERVER = 140000
 # PostgreSQL 14.0-14.3 could corrupt indexes built or rebuilt CONCURRENTLY (fixed in 14.4).
@@ -35,6 +36,7 @@ SHADOW_TABLE = "indexops_shadow"
 SHADOW_INDEX = "indexops_shadow_idx"
 REPLACEMENT_SUFFIX = "_indexops_new"
 WAIT_POLL_S = 1.0
+NOTHING_LEFT = "Nothing was left behind."
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Safety:
     retry_delay_s: float = 0.5
     retry_max_delay_s: float = 30.0
     statement_timeout: str | None = None
+    build_wait_timeout: str | None = None
     on_invalid: str = "rebuild"
     on_mismatch: str = "fail"
     maintenance_work_mem: str | None = None
@@ -60,6 +63,12 @@ class Safety:
     def lock_timeout_s(self):
         return duration_seconds(self.lock_timeout, "lock_timeout")
 
+    @property
+    def build_wait_timeout_s(self):
+        if self.build_wait_timeout is None:
+            return None
+        return duration_seconds(self.build_wait_timeout, "build_wait_timeout")
+
     def session_settings(self):
         """GUCs set on every connection that runs DDL."""
         settings = {"lock_timeout": self.lock_timeout, "statement_timeout": self.statement_timeout or "0"}
@@ -72,11 +81,17 @@ class Safety:
 
 @dataclass
 class Step:
-    """One DDL statement of a plan; ``cleanup`` names the invalid index a failure would leave."""
+    """One DDL statement of a plan; ``cleanup`` names the invalid index a failure would leave.
+
+    ``watched`` steps (the CONCURRENTLY forms) run with the server's lock_timeout off and their
+    waits judged by module_utils/indexops/waits.py; ``drops`` names the index a drop step removes.
+    """
 
     statement: object
     cleanup: str | None = None
     cleanup_cc_of: str | None = None
+    watched: bool = False
+    drops: str | None = None
 
 
 @dataclass
@@ -106,7 +121,7 @@ def plan_index_names(node):
 
 
 def observed(result):
-    keys = ("action", "valid", "size_bytes", "duration_s", "attempts", "lock_wait_s", "table_bytes",
+    keys = ("action", "valid", "size_bytes", "duration_s", "attempts", "lock_wait_s", "txn_wait_s", "table_bytes",
             "table_rows_estimate")
     return {key: result.get(key) for key in keys}
 
@@ -144,8 +159,11 @@ def guard_server(version, *, concurrent, nulls_not_distinct=False):
 
 class IndexJob:
     def __init__(self, connect, safety, *, check_mode=False, rng=None, sleep=time.sleep, ledger=None,
-                 expected=None):
+                 expected=None, watch_connect=None):
         self.connect = connect
+        self.watch_connect = watch_connect or connect
+        self.watch_conn = None  # the second session that watches concurrent statements' waits
+        self.transactions_waited_s = 0.0
         self.ledger = ledger
         self.expected = expected
         self.safety = safety
@@ -199,7 +217,7 @@ class IndexJob:
     def plan_present(self, spec, existing, wanted):
         where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
         after = compare.render(wanted, **where, tablespace=spec.tablespace)
-        create = Step(sqlcompose.create_index(spec, concurrently=self.safety.concurrently), cleanup=spec.name)
+        create = self.create_step(spec)
         if existing is None:
             return Plan("created", [create, *self.analyze_steps(spec)], "", after)
         before = compare.render(existing["definition"], **where, tablespace=existing["tablespace"])
@@ -212,7 +230,7 @@ class IndexJob:
                     "and on_invalid is fail",
                     expected="a valid index, or on_invalid: rebuild to drop and build it again",
                     hint="Nothing was changed. Rerun with on_invalid: rebuild, or drop it with state: absent.")
-            drop = Step(sqlcompose.drop_index(spec.schema, spec.name, concurrently=self.safety.concurrently))
+            drop = self.drop_step(spec.schema, spec.name)
             return Plan("repaired_invalid", [drop, create, *self.analyze_steps(spec)], before, after,
                         existing["definition"])
         if self.matches(spec, existing, wanted):
@@ -233,11 +251,11 @@ class IndexJob:
         leftover = self.existing_index(spec.schema, temp)
         if leftover is not None:
             self.wait_or_refuse_if_building(leftover)
-            steps.append(Step(sqlcompose.drop_index(spec.schema, temp, concurrently=self.safety.concurrently)))
+            steps.append(self.drop_step(spec.schema, temp))
         return [
             *steps,
-            Step(sqlcompose.create_index(spec, name=temp, concurrently=self.safety.concurrently), cleanup=temp),
-            Step(sqlcompose.drop_index(spec.schema, spec.name, concurrently=self.safety.concurrently)),
+            self.create_step(spec, temp),
+            self.drop_step(spec.schema, spec.name),
             Step(sqlcompose.rename_index(spec.schema, temp, spec.name)),
             *self.analyze_steps(spec),
         ]
@@ -249,7 +267,7 @@ class IndexJob:
         self.refuse_constraint_index(existing, "drop")
         self.refuse_partitioned_concurrently(existing, "DROP INDEX CONCURRENTLY")
         before = compare.render(existing["definition"], name=name, schema=schema, table=existing["table"])
-        drop = Step(sqlcompose.drop_index(schema, name, concurrently=self.safety.concurrently))
+        drop = self.drop_step(schema, name)
         return Plan("dropped", [drop], before, "", existing["definition"])
 
     def plan_rebuilt(self, existing, schema, name):
@@ -258,11 +276,20 @@ class IndexJob:
         for leftover in catalog.cc_leftovers(self.conn, existing["table_oid"], name):
             if catalog.builds_of(self.conn, leftover["oid"]):
                 continue  # another REINDEX is using it; never drop what someone is building
-            steps.append(Step(sqlcompose.drop_index(schema, leftover["name"], concurrently=self.safety.concurrently)))
-        reindex = sqlcompose.reindex_index(schema, name, concurrently=self.safety.concurrently)
-        steps.append(Step(reindex, cleanup_cc_of=name))
+            steps.append(self.drop_step(schema, leftover["name"]))
+        steps.append(Step(sqlcompose.reindex_index(schema, name, concurrently=self.safety.concurrently),
+                          cleanup_cc_of=name, watched=self.safety.concurrently))
         definition = compare.render(existing["definition"], name=name, schema=schema, table=existing["table"])
         return Plan("rebuilt", steps, definition, definition, existing["definition"])
+
+    def create_step(self, spec, name=None):
+        name = name or spec.name
+        return Step(sqlcompose.create_index(spec, name=name, concurrently=self.safety.concurrently), cleanup=name,
+                    watched=self.safety.concurrently)
+
+    def drop_step(self, schema, name):
+        return Step(sqlcompose.drop_index(schema, name, concurrently=self.safety.concurrently),
+                    watched=self.safety.concurrently, drops=name)
 
     def analyze_steps(self, spec):
         return [Step(sqlcompose.analyze_table(spec.schema, spec.table))] if self.safety.analyze else []
@@ -320,6 +347,7 @@ class IndexJob:
             "duration_s": round(time.monotonic() - self.started, 3),
             "attempts": self.counter.attempts,
             "lock_wait_s": round(self.counter.lock_wait_s, 3),
+            "txn_wait_s": round(self.transactions_waited_s, 3),
             "diff": {"before": plan.before + "\n" if plan.before else "",
                      "after": plan.after + "\n" if plan.after else ""},
             "schema": schema,
@@ -407,23 +435,82 @@ class IndexJob:
         return name in plan_index_names(plan)
 
     def run_step(self, step, schema):
-        delays = self.delays()
-
         def attempt():
             try:
-                with self.conn.cursor() as cur:
-                    cur.execute(step.statement)
-            except psycopg2.Error as exc:
+                self.execute(step.statement, watched=step.watched, build_wait_timeout_s=self.build_wait_left())
+            except (psycopg2.Error, waits.LockWaitCut, TransactionWaitExceeded, WatchLost):
                 self.clean_up_after(step, schema)
-                raise exc
+                raise
             self.statements.append(step.statement.as_string(self.conn))
 
         try:
-            run_with_retries(attempt, delays, self.counter, sleep=self.sleep)
+            run_with_retries(attempt, self.delays(), self.counter, sleep=self.sleep)
         except RetryBudgetExhausted as exc:
-            raise self.budget_error(step, exc) from None
+            raise self.budget_error(step, schema, exc) from None
+        except TransactionWaitExceeded as exc:
+            raise self.transaction_wait_error(step, schema, exc) from None
+        except WatchLost as exc:
+            raise self.watch_lost_error(step, schema, exc) from None
         except psycopg2.Error as exc:
-            raise self.ddl_error(step, exc) from None
+            raise self.ddl_error(step, schema, exc) from None
+
+    def build_wait_left(self):
+        """What is left of build_wait_timeout, a budget for the whole run (None: no limit)."""
+        limit = self.safety.build_wait_timeout_s
+        return None if limit is None else max(limit - self.transactions_waited_s, 0.0)
+
+    def execute(self, statement, *, watched, build_wait_timeout_s):
+        """Run one DDL statement. A watched (CONCURRENTLY) one runs with the server's lock_timeout off
+        while a second session cuts only its relation-lock waits at lock_timeout (waits.py)."""
+        if not watched:
+            with self.conn.cursor() as cur:
+                cur.execute(statement)
+            return
+        self.set_lock_timeout("0")
+        watch = waits.StatementWatch(self.watch_session(), self.conn, lock_timeout_s=self.safety.lock_timeout_s,
+                                     build_wait_timeout_s=build_wait_timeout_s).start()
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(statement)
+        except psycopg2.Error as exc:
+            watch.stop()
+            raise self.why_cut(watch, exc) from exc
+        finally:
+            watch.stop()
+            self.transactions_waited_s += watch.transactions_waited_s
+            self.set_lock_timeout(self.safety.lock_timeout)
+
+    def why_cut(self, watch, exc):
+        """The error to raise for a watched statement that failed: the watcher's reason, if it cut it."""
+        if getattr(exc, "pgcode", None) != "57014" or watch.cut is None:
+            return exc
+        if watch.cut == waits.LOCK:
+            return waits.LockWaitCut(watch.cut_wait.waited_s, watch.blockers)
+        if watch.cut == waits.TRANSACTIONS:
+            return TransactionWaitExceeded(self.transactions_waited_s + watch.transactions_waited_s, watch.blockers)
+        return WatchLost(watch.error)
+
+    def watch_session(self):
+        """The watching session, opened on first use and opened again when it was lost."""
+        if self.watch_conn is not None and not self.watch_conn.closed:
+            try:
+                with self.watch_conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+                return self.watch_conn
+            except psycopg2.Error:
+                self.watch_conn.close()
+        self.watch_conn = self.watch_connect()
+        return self.watch_conn
+
+    def set_lock_timeout(self, value):
+        """Best effort: a session that was lost gets its settings again when it reconnects."""
+        if self.conn.closed:
+            return
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sqlcompose.SET_CONFIG, ("lock_timeout", value))
+        except psycopg2.Error:
+            pass
 
     def clean_up_after(self, step, schema):
         """A failed CONCURRENTLY build leaves an invalid index; drop it before reporting."""
@@ -447,17 +534,17 @@ class IndexJob:
                     self.cleaned.append(leftover["name"])
 
     def drop_quietly(self, schema, name):
-        """Cleanup gets its own retries; if even that fails, say exactly what is left."""
+        """Cleanup gets its own retries, and a fresh build_wait_timeout; if even that fails, say
+        exactly what is left."""
         statement = sqlcompose.drop_index(schema, name, concurrently=self.safety.concurrently)
-        delays = self.delays()
 
         def attempt():
-            with self.conn.cursor() as cur:
-                cur.execute(statement)
+            self.execute(statement, watched=self.safety.concurrently,
+                         build_wait_timeout_s=self.safety.build_wait_timeout_s)
 
         try:
-            run_with_retries(attempt, delays, RetryCounter(), sleep=self.sleep)
-        except (RetryBudgetExhausted, psycopg2.Error) as exc:
+            run_with_retries(attempt, self.delays(), RetryCounter(), sleep=self.sleep)
+        except (RetryBudgetExhausted, psycopg2.Error, TransactionWaitExceeded, WatchLost) as exc:
             raise IndexOpsError(
                 f"the build failed and its invalid index {schema}.{name} could not be dropped ({exc})",
                 expected="the leftover to be dropped",
@@ -495,24 +582,62 @@ class IndexJob:
             self.counter.attempts += max(counter.attempts - 1, 0)
             self.counter.lock_wait_s += counter.lock_wait_s
 
-    def budget_error(self, step, exc):
-        blockers, who = self.blockers_of(self.table_row["oid"])
+    def budget_error(self, step, schema, exc):
+        blockers = getattr(exc.last_error, "blockers", None)
+        if blockers is None:  # the server's own lock timeout (an unwatched statement)
+            blockers, who = self.blockers_of(self.table_row["oid"])
+        else:
+            who = "; ".join(waits.describe_session(row) for row in blockers[:3]) or "no blocking session is visible"
+        left = self.left_behind(step, schema)
         return IndexOpsError(
             f"could not get the locks for `{step.statement.as_string(self.conn)}` within lock_timeout "
             f"{self.safety.lock_timeout} in {exc.attempts} attempts ({exc.lock_wait_s:.1f}s waited). "
             f"Waiting on: {who}",
             expected="the conflicting transactions to finish within the retry budget",
-            hint=RERUN_SAFE + " Rerun when they finish, or raise lock_retries.",
+            hint=(RERUN_SAFE if left == NOTHING_LEFT else f"{left} Running again is safe.")
+            + " Rerun when they finish, or raise lock_retries.",
             retry_safe=True, blockers=blockers)
 
-    def ddl_error(self, step, exc):
+    def transaction_wait_error(self, step, schema, exc):
+        oldest = "; ".join(waits.describe_session(row) for row in exc.blockers[:3]) or "no session is visible any more"
+        return IndexOpsError(
+            f"`{step.statement.as_string(self.conn)}` waited {exc.waited_s:.1f}s for other transactions to finish, "
+            f"longer than build_wait_timeout {self.safety.build_wait_timeout}, and was stopped. "
+            f"Waiting on: {oldest}. {self.left_behind(step, schema)}",
+            expected=f"the transactions the build waits for to end within build_wait_timeout "
+                     f"{self.safety.build_wait_timeout}",
+            hint="Running again is safe: rerun when those transactions have ended, or raise or unset "
+                 "build_wait_timeout (waiting blocks no reads or writes).",
+            retry_safe=True, blockers=exc.blockers)
+
+    def watch_lost_error(self, step, schema, exc):
+        return IndexOpsError(
+            f"the session watching `{step.statement.as_string(self.conn)}` for lock waits failed ({exc}), so the "
+            f"statement was stopped rather than left waiting unbounded. {self.left_behind(step, schema)}",
+            expected="both sessions of the run to stay connected",
+            hint="Running again is safe.", retry_safe=True)
+
+    def left_behind(self, step, schema):
+        """What a failed step left, in one sentence for its error."""
+        if step.drops:
+            try:
+                index = self.existing_index(schema, step.drops)
+            except (IndexOpsError, psycopg2.Error):
+                return f"Whether {schema}.{step.drops} still exists could not be read; pg_index_status shows it."
+            if index is not None and not index["valid"]:
+                return (f"The drop stopped half way: {schema}.{step.drops} is still there and INVALID (queries do "
+                        "not use it, writes still maintain it); running again finishes the drop.")
+        if self.cleaned:
+            return f"The invalid index it left ({', '.join(self.cleaned)}) was dropped, so nothing is left behind."
+        return NOTHING_LEFT
+
+    def ddl_error(self, step, schema, exc):
         code = getattr(exc, "pgcode", None)
         statement = step.statement.as_string(self.conn)
         diag = getattr(exc, "diag", None)
         detail = getattr(diag, "message_detail", None) if diag else None
         message = (getattr(diag, "message_primary", None) if diag else None) or str(exc).strip()
-        left = (f"The invalid index it left ({', '.join(self.cleaned)}) was dropped, so nothing is left behind."
-                if self.cleaned else "Nothing was left behind.")
+        left = self.left_behind(step, schema)
         detail = f"{detail.rstrip('.')}." if detail else ""
         if code == "23505":
             return IndexOpsError(
@@ -672,5 +797,6 @@ class IndexJob:
                 self.locked = False
 
     def close(self):
-        if self.conn is not None and not self.conn.closed:
-            self.conn.close()
+        for conn in (self.conn, self.watch_conn):
+            if conn is not None and not conn.closed:
+                conn.close()

@@ -167,10 +167,14 @@ def application_name(change):
 # --------------------------------------------------------------------------- the checks
 
 class Preflight:
-    def __init__(self, connect, change, *, threshold="5min", rehearsal=None, window_remaining_s=None):
+    def __init__(self, connect, change, *, threshold="5min", rehearsal=None, window_remaining_s=None,
+                 build_wait_timeout=None):
         self.change = change if isinstance(change, dict) else {}
         self.threshold = threshold
         self.threshold_s = duration_seconds(threshold, "long_transaction_threshold")
+        self.build_wait_timeout = build_wait_timeout
+        self.build_wait_timeout_s = (None if build_wait_timeout is None
+                                     else duration_seconds(build_wait_timeout, "build_wait_timeout"))
         self.measurement = rehearsal_measurement(rehearsal)
         self.window_remaining_s = window_remaining_s
         action = self.change.get("action")
@@ -479,10 +483,19 @@ class Preflight:
             return
         shown = "; ".join(describe_transaction(row) for row in rows[:TRANSACTIONS_SHOWN])
         more = f"; and {len(rows) - TRANSACTIONS_SHOWN} more" if len(rows) > TRANSACTIONS_SHOWN else ""
-        self.checks.failed("long_transactions",
-                           f"{len(rows)} transaction(s) in database {database} older than {self.threshold} would "
-                           f"stall a concurrent build: {shown}{more} (let them finish or end them, then run again)"
-                           f"{caveat}")
+        waits = (f"{len(rows)} transaction(s) in database {database} older than {self.threshold}: {shown}{more}. "
+                 "A concurrent build or drop waits for them to end (that wait blocks no reads or writes)")
+        limit = self.build_wait_timeout_s
+        if limit is not None and rows[0]["age_s"] >= limit:
+            # Already open longer than the whole budget: a build started now would most likely stop at it.
+            self.checks.failed("long_transactions",
+                               f"{waits}, and the oldest is already older than build_wait_timeout "
+                               f"{self.build_wait_timeout}, so the build would likely be stopped at that limit "
+                               f"(let them finish or end them, or raise build_wait_timeout, then run again){caveat}")
+            return
+        bound = (f"for at most build_wait_timeout {self.build_wait_timeout} in total" if limit is not None
+                 else "with no limit (build_wait_timeout is not set)")
+        self.checks.passed("long_transactions", f"{waits}, {bound}{caveat}")
 
     def check_estimate(self):
         if self.facts["table"] is None:

@@ -56,7 +56,10 @@ def run_with_retries(attempt, delays, counter, *, on_retry=None, sleep=time.slee
         except Exception as exc:
             if not is_retryable(exc):
                 raise
-            counter.lock_wait_s += clock() - started
+            # A watched statement knows how long it waited for the lock itself (its attempt may
+            # also have waited on other transactions, which is not lock waiting).
+            waited = getattr(exc, "lock_wait_s", None)
+            counter.lock_wait_s += clock() - started if waited is None else waited
             if on_retry:
                 on_retry(exc)
             if delay is None:

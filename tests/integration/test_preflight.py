@@ -289,15 +289,42 @@ def test_different_or_invalid_indexes_are_not_equivalent(tdb):
     assert result["equivalent_indexes"] == []
 
 
-def test_long_transaction_older_than_threshold_shows_pid_age_and_query(tdb):
+def wait_older_than_a_second(tdb, pid):
+    wait_until(lambda: tdb.fetchval(
+        "SELECT now() - xact_start > interval '1.2 seconds' FROM pg_stat_activity WHERE pid = %s", (pid,)),
+        what="the transaction to be older than the threshold")
+
+
+def test_long_transaction_is_what_the_build_will_wait_for_not_a_nogo(tdb):
+    """A build waits for old transactions without blocking anyone: preflight says so, and says go."""
     query = "SELECT count(*) FROM t WHERE a = 42"
     with open_transaction(tdb, query) as pid:
-        wait_until(lambda: tdb.fetchval(
-            "SELECT now() - xact_start > interval '1.2 seconds' FROM pg_stat_activity WHERE pid = %s", (pid,)),
-            what="the transaction to be older than the threshold")
+        wait_older_than_a_second(tdb, pid)
 
         result = preflight(tdb, make_change(), long_transaction_threshold="1s")
-        relaxed = preflight(tdb, make_change(), long_transaction_threshold="1h")
+        bounded = preflight(tdb, make_change(), long_transaction_threshold="1s", build_wait_timeout="1h")
+
+    assert result["go"] is True, result["reasons"]
+    check = checks(result)["long_transactions"]
+    assert check["ok"] is True
+    assert len(result["long_transactions"]) == 1
+    row = result["long_transactions"][0]
+    assert row["pid"] == pid
+    assert f"1 transaction(s) in database {tdb.name} older than 1s: pid {pid} (idle in transaction, open " \
+        in check["detail"]
+    assert "A concurrent build or drop waits for them to end (that wait blocks no reads or writes), with no limit " \
+        "(build_wait_timeout is not set)" in check["detail"]
+    assert bounded["go"] is True, bounded["reasons"]
+    assert "for at most build_wait_timeout 1h in total" in checks(bounded)["long_transactions"]["detail"]
+
+
+def test_long_transaction_older_than_build_wait_timeout_shows_pid_age_and_query(tdb):
+    query = "SELECT count(*) FROM t WHERE a = 42"
+    with open_transaction(tdb, query) as pid:
+        wait_older_than_a_second(tdb, pid)
+
+        result = preflight(tdb, make_change(), long_transaction_threshold="1s", build_wait_timeout="1s")
+        relaxed = preflight(tdb, make_change(), long_transaction_threshold="1h", build_wait_timeout="1s")
 
     check = assert_only_failure(result, "long_transactions")
     assert len(result["long_transactions"]) == 1
@@ -307,7 +334,9 @@ def test_long_transaction_older_than_threshold_shows_pid_age_and_query(tdb):
     assert row["state"] == "idle in transaction"
     assert row["query"] == query
     assert row["application_name"] == "test/long-tx"
-    assert f"1 transaction(s) in database {tdb.name} older than 1s would stall a concurrent build" in check["detail"]
+    assert f"1 transaction(s) in database {tdb.name} older than 1s: " in check["detail"]
+    assert "the oldest is already older than build_wait_timeout 1s, so the build would likely be stopped" \
+        in check["detail"]
     assert f"pid {pid} (idle in transaction, open " in check["detail"]
     assert query in check["detail"]
 

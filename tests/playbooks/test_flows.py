@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import threading
 import time
@@ -192,6 +193,50 @@ def test_an_unmet_expectation_fails_the_apply_and_says_which(flows):
     assert "| max_size | 1kB |" in flows.reports("orders-tiny", ".md")[-1].read_text()
 
 
+def test_apply_waits_out_an_old_snapshot_and_says_how_long_it_waited(flows):
+    """A reporting transaction older than lock_timeout: the build waits for it (nobody queues behind
+    that wait) and succeeds in one attempt; the summary and the report say how long it waited."""
+    holder = flows.db.connect(autocommit=False, application_name="test/report")
+    with holder.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("SELECT count(*) FROM pg_catalog.pg_class")
+    watcher = flows.db.connect()
+
+    def release_once_the_build_waited():
+        # Ends the transaction 1.5 s (past lock_timeout 1s) after the build started waiting for it.
+        deadline = time.monotonic() + 120
+        with watcher.cursor() as cur:
+            while time.monotonic() < deadline:
+                cur.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                            "WHERE NOT l.granted AND l.locktype = 'virtualxid' "
+                            "AND a.application_name LIKE 'indexops/%'")
+                if cur.fetchone()[0]:
+                    time.sleep(1.5)
+                    break
+                time.sleep(0.05)
+        holder.rollback()
+
+    release = threading.Thread(target=release_once_the_build_waited)
+    release.start()
+    try:
+        run = flows.run("apply")
+    finally:
+        release.join()
+        holder.close()
+        watcher.close()
+
+    ok(run)
+    assert flows.index() == (True, DEFINITION)
+    summary = re.search(r"pgtest: created, valid, index [^,]+, [0-9.]+ s, 1 attempt\(s\), lock waits 0\.00 s, "
+                        r"waited for other transactions ([0-9.]+) s", run.output)
+    assert summary, run.describe()
+    assert float(summary.group(1)) >= 1.0
+    host = flows.report()["hosts"]["pgtest"]
+    assert host["attempts"] == 1 and host["txn_wait_s"] >= 1.0
+    markdown = flows.reports(suffix=".md")[-1].read_text()
+    assert f"| Waited for other transactions | {host['txn_wait_s']:.2f} s (blocks nobody) |" in markdown
+
+
 def test_preflight_lists_every_reason_and_changes_nothing(flows):
     blocker = flows.db.connect(autocommit=False, application_name="long-report")
     try:
@@ -201,7 +246,8 @@ def test_preflight_lists_every_reason_and_changes_nothing(flows):
         flows.write_change("orders-missing-column", index={"name": "orders_nope_idx", "table": "public.orders",
                                                             "columns": ["no_such_column"]})
 
-        run = flows.run("preflight", change="orders-missing-column", indexops_long_transaction_threshold="1s")
+        run = flows.run("preflight", change="orders-missing-column", indexops_long_transaction_threshold="1s",
+                        indexops_build_wait_timeout="1s")
     finally:
         blocker.close()
 
@@ -228,8 +274,9 @@ def test_rehearse_applies_measures_rolls_back_and_applies_again(flows):
     steps = report["hosts"]["pgtest"]["steps"]
     assert [steps[name]["action"] for name in ("apply", "rollback", "reapply")] == ["created", "dropped", "created"]
     measurements = report["measurements"]
-    assert set(measurements) == {"duration_s", "size_bytes", "lock_wait_s", "table_bytes", "table_rows_estimate",
-                                 "rollback_duration_s", "reapply_duration_s"}
+    assert set(measurements) == {"duration_s", "size_bytes", "lock_wait_s", "txn_wait_s", "table_bytes",
+                                 "table_rows_estimate", "rollback_duration_s", "reapply_duration_s"}
+    assert measurements["txn_wait_s"] >= 0
     assert measurements["duration_s"] > 0 and measurements["size_bytes"] > 0 and measurements["table_bytes"] > 0
     assert measurements["table_rows_estimate"] == ROWS
     assert "## Measurements" in flows.reports(suffix=".md")[-1].read_text()

@@ -179,6 +179,8 @@ CONNECTION_OPTIONS = ("login_host", "login_port", "login_user", "login_password"
 FIRST_DELAY_S = 0.25
 # How long a job that was just started may have no status file yet.
 JOB_FILE_GRACE_S = 60
+# Polls in a row that must see the job's client session gone before the run says the job died.
+JOB_GONE_POLLS = 2
 
 
 def duration(seconds):
@@ -227,6 +229,35 @@ def progress_line(host, change, status, error=None):
     phase = build.get("phase") or "phase hidden from this role"
     return (f"{host}: {name} {state} {percent_text} {phase}, pid {build.get('pid')}, running "
             f"{duration(build.get('elapsed_s'))}, ETA {duration(build.get('eta_s'))}{waits_on(build)}")
+
+
+def index_now(status):
+    """What the index is now, after its job died, and what to run: for the job-died message."""
+    index = status.get("index_state") or {}
+    build = status.get("build")
+    if build:
+        return (f"still being built by the server (pid {build.get('pid')}, {build.get('phase') or 'phase hidden'}): "
+                "the build goes on without the job; follow it with playbooks/status.yml, then run apply again to "
+                "verify and record it")
+    if index.get("state") == "valid":
+        return "valid (the server finished without the job): run apply again to verify and record it in the ledger"
+    if index.get("state") == "invalid":
+        return ("INVALID and nobody builds it (the build was interrupted): run apply again to repair it, or "
+                "playbooks/cleanup.yml to drop it")
+    return f"{index.get('state') or 'unknown'}: run apply again"
+
+
+def job_died(jid, host, status):
+    """The message of a run whose background job is gone: what died, and what the index is now."""
+    job = status.get("job") or {}
+    return (f"the background job {jid} on {host} died: its pg_index process is gone (ledger job "
+            f"{job.get('job_id')}: its client session, pid {job.get('client_pid')}, ended) before it recorded an "
+            f"end, so nothing more will come from it. The index is now {index_now(status)}.")
+
+
+def client_gone(status):
+    job = (status or {}).get("job") or {}
+    return job.get("state") == "running" and bool(job.get("client_lost"))
 
 
 def attached_build_ended(status):
@@ -317,6 +348,7 @@ class ActionModule(ActionBase):
     def follow_job(self, jid):
         state = {"polls": 0, "line": "", "status": None, "finished": False}
         delays = self.delays()
+        gone_polls = 0
         # On a loaded control node the job writes its status file a few seconds after it was started.
         missing_until = time.monotonic() + JOB_FILE_GRACE_S
         while True:
@@ -328,7 +360,12 @@ class ActionModule(ActionBase):
                 break
             if job.get("failed"):  # the job file is unreadable: nothing more to learn from polling
                 raise AnsibleActionFail(f"cannot follow background job {jid}: {job.get('msg')}")
-            self.show(state)
+            status = self.show(state)
+            # The job file never says finished when the job's own processes died: the ledger's client
+            # session does. Two polls in a row, so that a job that is just ending is not misread.
+            gone_polls = gone_polls + 1 if client_gone(status) else 0
+            if gone_polls >= JOB_GONE_POLLS:
+                raise AnsibleActionFail(job_died(jid, self.host, status), result={"job_died": True, **state})
             if not self.args["wait"]:
                 return state
             time.sleep(next(delays))

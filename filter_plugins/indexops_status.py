@@ -136,6 +136,14 @@ def _row(host, environment, database, **cells):
 def _job_error(job, state=None):
     if not job:
         return None
+    if job.get("client_lost"):
+        note = (f"job {job.get('job_id')} lost: its pg_index process is gone (its client session, pid "
+                f"{job.get('client_pid')}, ended)")
+        if state == "building":
+            note += "; the server goes on with the build, shown here until it ends"
+        elif state == "done":
+            note += "; the index finished valid and as specified: nothing to do"
+        return f"{note}; {job['last_error']}" if job.get("last_error") else note
     if job.get("lost"):
         note = (f"job {job.get('job_id')} lost: recorded as running, but its session (pid {job.get('backend_pid')}) "
                 "is gone")

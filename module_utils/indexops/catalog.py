@@ -124,6 +124,11 @@ def server_version_num(conn):
     return int(fetch_one(conn, "SELECT current_setting('server_version_num') AS v")["v"])
 
 
+def in_recovery(conn):
+    """True on a hot standby (and during crash recovery, when no client can connect anyway)."""
+    return fetch_one(conn, "SELECT pg_catalog.pg_is_in_recovery() AS standby")["standby"]
+
+
 def table(conn, schema, name):
     return fetch_one(conn, TABLE, (schema, name))
 

@@ -37,6 +37,9 @@ SHADOW_INDEX = "indexops_shadow_idx"
 REPLACEMENT_SUFFIX = "_indexops_new"
 WAIT_POLL_S = 1.0
 NOTHING_LEFT = "Nothing was left behind."
+# After a lost connection, how long to keep trying to connect again (a restart or failover).
+RECONNECT_S = 30.0
+RECONNECT_POLL_S = 1.0
 
 
 @dataclass
@@ -92,6 +95,7 @@ class Step:
     cleanup_cc_of: str | None = None
     watched: bool = False
     drops: str | None = None
+    text: str = ""  # the statement as it runs, rendered while the session was alive
 
 
 @dataclass
@@ -143,8 +147,13 @@ def describe_blocker(row):
     return f"pid {row['pid']} ({row.get('state') or 'unknown'}{age}{lock}): {row.get('query') or ''}".strip()
 
 
-def guard_server(version, *, concurrent, nulls_not_distinct=False):
-    """Refuse servers that are too old, or known to corrupt concurrent builds."""
+def guard_server(version, *, concurrent, nulls_not_distinct=False, standby=False):
+    """Refuse servers that are too old, known to corrupt concurrent builds, or read-only replicas."""
+    if standby:
+        raise IndexOpsError(
+            "the server is a hot standby (a read-only replica in recovery): no index can be created or dropped on it",
+            expected="the primary server of the cluster (indexes reach the standbys through replication)",
+            hint="Nothing was changed; point login_host (indexops_login_host) at the primary and run again.")
     if version < MIN_SERVER:
         raise IndexOpsError(f"the server runs PostgreSQL {version}, older than 14",
                             expected="PostgreSQL 14.4 or newer", hint="Nothing was changed.")
@@ -305,6 +314,8 @@ class IndexJob:
     # ----------------------------------------------------------------- carrying out a plan
     def finish(self, plan, schema, name):
         sql_text = [step.statement.as_string(self.conn) for step in plan.steps]
+        for step, text in zip(plan.steps, sql_text, strict=True):
+            step.text = text
         if self.check_mode:
             return self.result(plan, schema, name, sql_text, self.existing_index(schema, name))
         job_id = self.job_id = self.record_start(plan, schema, name)
@@ -318,7 +329,7 @@ class IndexJob:
             result = self.result(plan, schema, name, sql_text, final)
             result["expectations"] = self.expectations(result, schema, name)
         except Exception as exc:
-            self.record_finish(job_id, state="failed", action=plan.action, last_error=str(exc))
+            self.record_failure(job_id, plan.action, exc)
             raise
         unmet = [item for item in result["expectations"] if not item["met"]]
         self.record_finish(job_id, state="failed" if unmet else "succeeded", action=plan.action,
@@ -374,6 +385,8 @@ class IndexJob:
         })
         # Earlier runs of this change whose session is gone can never record their end: close them.
         ledger.close_lost(self.conn, self.ledger.get("change_id"), self.ledger.get("environment"), job_id)
+        self.job_id = job_id
+        self.watch_session()  # opened now: it is the job's client session for the whole run
         return job_id
 
     def record_refusal(self, exc, schema, name):
@@ -391,8 +404,32 @@ class IndexJob:
         if job_id is None:
             return
         if self.conn.closed:
-            self.conn = self.connect()
+            self.conn = self.reconnect()
         ledger.finish(self.conn, job_id, attempts=self.counter.attempts, **fields)
+
+    def record_failure(self, job_id, action, exc):
+        """Finish the job as failed; when even the ledger cannot be reached (the server is down),
+        the failure itself is still what is reported, and it says what status will show."""
+        try:
+            self.record_finish(job_id, state="failed", action=action, last_error=str(exc),
+                               observed={"txn_wait_s": round(self.transactions_waited_s, 3),
+                                         "lock_wait_s": round(self.counter.lock_wait_s, 3)})
+        except (psycopg2.Error, IndexOpsError) as ledger_exc:
+            if isinstance(exc, IndexOpsError):
+                exc.hint = (f"{exc.hint} The ledger could not record this failure "
+                            f"({' '.join(str(ledger_exc).split())[:200]}): status shows job {job_id} as lost.")
+
+    def reconnect(self):
+        """A new session after the old one was lost. The server may be restarting (a crash restart or
+        a failover takes seconds), so connecting is retried for RECONNECT_S before giving up."""
+        deadline = time.monotonic() + RECONNECT_S
+        while True:
+            try:
+                return self.connect()
+            except IndexOpsError:
+                if time.monotonic() >= deadline:
+                    raise
+                self.sleep(RECONNECT_POLL_S)
 
     def close_rolled_back(self, job_id):
         """A successful rollback marks the runs it undid, so the ledger says the change is gone."""
@@ -491,7 +528,12 @@ class IndexJob:
         return WatchLost(watch.error)
 
     def watch_session(self):
-        """The watching session, opened on first use and opened again when it was lost."""
+        """The watching session, opened on first use and opened again when it was lost.
+
+        It stays open, idle, for the whole job and the ledger names it as the job's client: when
+        this process dies, the server ends that session at once, so status can tell a job whose
+        pg_index process is gone even while its build goes on in the server.
+        """
         if self.watch_conn is not None and not self.watch_conn.closed:
             try:
                 with self.watch_conn.cursor() as cur:
@@ -500,6 +542,11 @@ class IndexJob:
             except psycopg2.Error:
                 self.watch_conn.close()
         self.watch_conn = self.watch_connect()
+        with self.watch_conn.cursor() as cur:
+            # An idle session is what it is for: idle_session_timeout (PostgreSQL 14+) must not end it.
+            cur.execute(sqlcompose.SET_CONFIG, ("idle_session_timeout", "0"))
+        if self.job_id is not None and not self.check_mode:
+            ledger.name_client(self.conn, self.job_id, self.watch_conn.get_backend_pid())
         return self.watch_conn
 
     def set_lock_timeout(self, value):
@@ -515,7 +562,7 @@ class IndexJob:
     def clean_up_after(self, step, schema):
         """A failed CONCURRENTLY build leaves an invalid index; drop it before reporting."""
         if self.conn.closed:
-            self.conn = self.connect()
+            self.conn = self.reconnect_or_explain(step, schema)
             self.apply_settings()
             # The job lock died with the old session; take it again (never wait for it) so the
             # final unlock matches what this session holds.
@@ -532,6 +579,19 @@ class IndexJob:
                 if not catalog.builds_of(self.conn, leftover["oid"]):
                     self.drop_quietly(schema, leftover["name"])
                     self.cleaned.append(leftover["name"])
+
+    def reconnect_or_explain(self, step, schema):
+        try:
+            return self.reconnect()
+        except IndexOpsError as exc:
+            left = step.cleanup or step.drops or (f"{step.cleanup_cc_of}_ccnew" if step.cleanup_cc_of else None)
+            leftover = (f"An invalid index {schema}.{left} may be left behind: running again repairs it, or "
+                        "playbooks/cleanup.yml drops it." if left else "")
+            raise IndexOpsError(
+                f"the connection to the server was lost while running `{step.text}` "
+                f"and could not be opened again within {RECONNECT_S:.0f}s ({exc.what}). {leftover}",
+                expected="the server to stay reachable during the change",
+                hint="Running again is safe once the server is back.", retry_safe=True) from None
 
     def drop_quietly(self, schema, name):
         """Cleanup gets its own retries, and a fresh build_wait_timeout; if even that fails, say
@@ -636,7 +696,8 @@ class IndexJob:
         statement = step.statement.as_string(self.conn)
         diag = getattr(exc, "diag", None)
         detail = getattr(diag, "message_detail", None) if diag else None
-        message = (getattr(diag, "message_primary", None) if diag else None) or str(exc).strip()
+        # libpq's own messages (a lost connection) span lines; the operator reads one line.
+        message = " ".join(((getattr(diag, "message_primary", None) if diag else None) or str(exc)).split())
         left = self.left_behind(step, schema)
         detail = f"{detail.rstrip('.')}." if detail else ""
         if code == "23505":
@@ -649,6 +710,14 @@ class IndexJob:
                 f"`{statement}` was cancelled: {message}. {left}",
                 expected=f"the build to finish within statement_timeout {self.safety.statement_timeout or 'none'}",
                 hint="Running again is safe; raise statement_timeout if it was the timeout.",
+                retry_safe=True, sqlstate=code)
+        if code and code.startswith("53"):  # insufficient resources: disk full, out of memory, temp_file_limit
+            return IndexOpsError(
+                f"the server ran out of a resource while running `{statement}`: {message} (SQLSTATE {code}). {left}",
+                expected="room for the build: free disk space where the server writes its temporary files "
+                         "(temp_tablespaces) and the index, and temp_file_limit above the size of the build's sort",
+                hint="Running again is safe once there is room: free space, or raise temp_file_limit or "
+                     "maintenance_work_mem (a build sorts in memory up to maintenance_work_mem, then on disk).",
                 retry_safe=True, sqlstate=code)
         if code in ("57P01", "57P02", "57P03") or code is None:
             return IndexOpsError(
@@ -663,7 +732,8 @@ class IndexJob:
     def open(self, *, concurrent, nulls_not_distinct=False):
         self.conn = self.connect()
         self.server_version = catalog.server_version_num(self.conn)
-        guard_server(self.server_version, concurrent=concurrent, nulls_not_distinct=nulls_not_distinct)
+        guard_server(self.server_version, concurrent=concurrent, nulls_not_distinct=nulls_not_distinct,
+                     standby=catalog.in_recovery(self.conn))
         self.apply_settings()
 
     def apply_settings(self):

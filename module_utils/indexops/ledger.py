@@ -182,9 +182,20 @@ JOB_SESSION_GONE = """NOT EXISTS (
            WHERE a.pid = j.backend_pid AND (a.backend_start IS NULL OR a.backend_start <= greatest(
                j.started_at, (j.observed ->> 'session_since')::timestamptz))
        )"""
+# The job's client: pg_index keeps a second, idle session open for the whole job (it also watches
+# the build's waits) and names it in observed.client_pid. When the pg_index process dies (the OOM
+# killer, a kill, a lost control node), that idle session ends at once, while the build's own
+# backend may go on with a CONCURRENTLY statement until it ends: the job is lost then too.
+JOB_CLIENT_GONE = """(j.observed ->> 'client_pid') IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_stat_activity c
+           WHERE c.pid = (j.observed ->> 'client_pid')::integer
+             AND (c.backend_start IS NULL OR c.backend_start <= (j.observed ->> 'client_since')::timestamptz)
+       )"""
 JOB_COLUMNS = """
 SELECT j.job_id, j.change_id, j.kind, j.action, j.environment, j.state,
-       j.state = 'running' AND """ + JOB_SESSION_GONE + """ AS lost,
+       j.state = 'running' AND (""" + JOB_SESSION_GONE + """ OR """ + JOB_CLIENT_GONE + """) AS lost,
+       j.state = 'running' AND """ + JOB_CLIENT_GONE + """ AS client_lost,
+       (j.observed ->> 'client_pid')::integer AS client_pid,
        to_char(j.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS started_at,
        to_char(j.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS finished_at,
        j.duration_s, j.attempts, j.owner, j.operator, j.last_error, j.backend_pid, j.application_name,
@@ -263,6 +274,21 @@ RETURNING j.job_id
 """
 CLOSE_LOST_NOTE = (". Its build may have finished on the server (status shows the index) or left an invalid "
                    "index (the new job repairs it; cleanup.yml drops leftovers)")
+
+
+# Names the job's client session (see JOB_CLIENT_GONE); again after that session was reopened.
+NAME_CLIENT = """
+UPDATE indexops.jobs
+SET observed = coalesce(observed, '{}'::jsonb)
+               || jsonb_build_object('client_pid', %(client_pid)s::integer, 'client_since', now())
+WHERE job_id = %(job_id)s AND state = 'running'
+"""
+
+
+def name_client(conn, job_id, client_pid):
+    """Record the pid of the job's client session, whose end means the pg_index process is gone."""
+    with conn.cursor() as cur:
+        cur.execute(NAME_CLIENT, {"job_id": job_id, "client_pid": client_pid})
 
 
 def follow_session(conn, job_id):

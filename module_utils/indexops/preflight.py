@@ -257,7 +257,8 @@ class Preflight:
         version = self.facts["server_version"] = catalog.server_version_num(self.conn)
         self.job.server_version = version
         try:
-            guard_server(version, concurrent=True, nulls_not_distinct=bool(self.spec and self.spec.nulls_not_distinct))
+            guard_server(version, concurrent=True, nulls_not_distinct=bool(self.spec and self.spec.nulls_not_distinct),
+                         standby=catalog.in_recovery(self.conn))
         except IndexOpsError as exc:
             self.checks.failed("server_version", describe(exc))
             return

@@ -179,6 +179,7 @@ def runner(db, run_playbook, environment_inventory, tmp_path) -> Runner:
 
 # --------------------------------------------------------------------------- background builds and attach
 
+@pytest.mark.every_version
 def test_a_killed_apply_finishes_its_build_and_a_rerun_attaches_instead_of_building_again(runner):
     db = runner.flows.db
     inventory = runner.inventory(indexops_lock_timeout="10min")
@@ -434,3 +435,65 @@ def test_status_over_several_inventories_databases_and_servers_with_one_unreacha
 
         assert failing.returncode != 0, failing.describe()
         assert "broken-db * - unreachable" in failing.output
+
+
+# --------------------------------------------------------------------------- the background job dies
+
+
+def job_processes(db, index=INDEX):
+    """The OS processes of the background job building ``index``: the pg_index module (it owns the
+    build session's client socket) and async_wrapper's watcher above it."""
+    import psutil
+
+    port = db.fetchval("SELECT client_port FROM pg_stat_activity WHERE application_name = %s AND client_port > 0",
+                       (f"indexops/{index}",))
+    if port is None:
+        return []
+    owners = {conn.pid for conn in psutil.net_connections(kind="tcp") if conn.laddr and conn.laddr.port == port}
+    processes = [psutil.Process(pid) for pid in owners if pid]
+    parents = [proc.parent() for proc in processes]
+    return processes + [parent for parent in parents if parent and "async_wrapper" in " ".join(parent.cmdline())]
+
+
+@pytest.mark.every_version
+def test_apply_notices_its_background_job_died_says_what_the_index_is_and_writes_the_report(runner):
+    """The OOM killer (or an admin) kills the background job while apply waits: the build goes on in
+    the server. The waiting run must end within a few polls, say the job died and what the index is,
+    and write its report; status shows the job lost and the build still running."""
+    db = runner.flows.db
+    inventory = runner.inventory()
+    with writer_holding(db) as writer:
+        apply, log = runner.start("apply", [inventory], name="apply-job-killed")
+        try:
+            build = wait_until(lambda: build_of(db, INDEX), "the apply's build to start")
+            processes = wait_until(lambda: job_processes(db), "the background job's processes")
+            assert any("async_wrapper" in " ".join(proc.cmdline()) for proc in processes), processes
+            for proc in processes:
+                proc.kill()
+            returncode = apply.wait(60)  # a few 1 s polls once the job is gone, not its 24 h time limit
+        finally:
+            stop(apply)
+        out = log.read_text()
+        assert returncode != 0, out
+        assert "died: its pg_index process is gone" in out, out
+        assert f"still being built by the server (pid {build[0]}" in out, out
+        assert "Traceback" not in out and "MODULE FAILURE" not in out
+        report = runner.flows.report()
+        assert report["success"] is False and "died" in report["hosts"]["pgtest"]["error"]
+        assert build_of(db, INDEX) is not None  # the server goes on with the build
+
+        status_run, document = runner.status([inventory], change=CHANGE)
+        [row] = rows_of(document, change=CHANGE, host="pgtest")
+        assert row["states"] == ["building", "lost"], row
+        assert "its pg_index process is gone" in row["last_error"], row
+        assert "the server goes on with the build" in row["last_error"], row
+        release(writer)
+
+    wait_until(lambda: build_of(db, INDEX) is None, "the orphaned build to finish")
+    assert runner.flows.index() == (True, DEFINITION)
+    _, document = runner.status([inventory], change=CHANGE)
+    [row] = rows_of(document, change=CHANGE, host="pgtest")
+    assert row["state"] == "done" and row["job_lost"] is True, row
+    again = runner.run("apply", [inventory])
+    ok(again)
+    assert [job[2:] for job in ledger_jobs(db)][-1] == ("none", "succeeded")

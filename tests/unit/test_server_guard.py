@@ -76,3 +76,12 @@ def test_old_server_is_refused_for_age_before_anything_else():
         guard_server(130010, concurrent=True, nulls_not_distinct=True)
     assert "older than 14" in refused.value.msg
     assert "nulls_not_distinct" not in refused.value.msg
+
+
+@pytest.mark.parametrize("version", [140004, 180006])
+def test_a_hot_standby_is_refused_whatever_its_version(version):
+    with pytest.raises(IndexOpsError) as refused:
+        guard_server(version, concurrent=True, standby=True)
+    assert "hot standby (a read-only replica in recovery)" in refused.value.msg
+    assert "Nothing was changed; point login_host (indexops_login_host) at the primary" in refused.value.msg
+    assert refused.value.retry_safe is False

@@ -64,9 +64,9 @@ def timeline(*, title: str, origin: float, end: float, writes: list[tuple[float,
              reads: list[tuple[float, float]] | None = None,
              spans: list[tuple[str, float, float]] = ()) -> dict[str, Any]:
     """One panel's data: the series, plus spans (kind, start, end) in seconds since origin. Kinds:
-    ``operation`` (psql statement or whole ansible-playbook run), ``module`` (the module's own run,
-    from its duration_s), ``transaction`` (a long transaction open), ``reports`` (not drawn per
-    statement)."""
+    ``operation`` (psql statement or whole ansible-playbook run), ``module`` (the module's own run, from
+    its duration_s: the result carries no start time, so it is placed to end when ansible-playbook
+    returned, a little later than the module really ran), ``transaction`` (a long transaction open)."""
     return {
         "title": title,
         "seconds": round(end - origin, 3),
@@ -78,7 +78,8 @@ def timeline(*, title: str, origin: float, end: float, writes: list[tuple[float,
 
 SPAN_STYLE = {
     "operation": {"color": "tab:orange", "alpha": 0.18, "label": "operation (psql statement / ansible-playbook run)"},
-    "module": {"color": "tab:orange", "alpha": 0.35, "label": "pg_index module itself (its duration_s)"},
+    "module": {"color": "tab:orange", "alpha": 0.35,
+               "label": "pg_index's duration_s (drawn ending when ansible-playbook returned)"},
     "transaction": {"facecolor": "none", "edgecolor": "tab:purple", "hatch": "//", "alpha": 0.5,
                     "label": "long read transaction open"},
 }
@@ -92,7 +93,8 @@ def draw(path: Path, heading: str, panels: list[dict[str, Any]], limit_ms: float
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.3 * len(panels) + 1.2), sharey=True, squeeze=False)
+    height = 2.3 * len(panels) + 1.2
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, height), sharey=True, squeeze=False)
     handles: dict[str, Any] = {}
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         for kind, a, b in panel["spans"]:
@@ -124,7 +126,8 @@ def draw(path: Path, heading: str, panels: list[dict[str, Any]], limit_ms: float
     axes[-1, 0].set_xlabel("time since the load started (s)")
     fig.suptitle(heading, fontsize=11, x=0.01, ha="left")
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.09 if len(handles) > 3 else 0.06, 1, 0.97))
+    legend_in = 0.25 * math.ceil(len(handles) / 3) + 0.15  # inches under the panels for the legend's rows
+    fig.tight_layout(rect=(0, legend_in / height, 1, 1 - 0.35 / height))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

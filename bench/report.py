@@ -42,13 +42,15 @@ def module_notes(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in rows:
         m = r.get("module")
-        if m:
+        if m and m.get("failed"):
+            source = f" ({', '.join(m['from_message'])} read from the message)" if m.get("from_message") else ""
+            out.append(f"- {r['label']} {r['operation']}: **failed** after {m.get('attempts')} attempt(s), "
+                       f"lock_wait_s={m.get('lock_wait_s')}{source}: {m.get('error')}")
+        elif m:
             txn = f", txn_wait_s={m['txn_wait_s']}" if m.get("txn_wait_s") is not None else ""
             out.append(f"- {r['label']} {r['operation']}: the module itself reported duration_s={m.get('duration_s')}, "
                        f"attempts={m.get('attempts')}, lock_wait_s={m.get('lock_wait_s')}{txn}, "
-                       f"action={m.get('action')}." + (f" It **failed**: {m.get('error')}" if m.get("failed") else ""))
-            if m.get("from_message"):
-                out[-1] += f" ({', '.join(m['from_message'])} read from its failure message.)"
+                       f"action={m.get('action')}.")
     return out + ([""] if out else [])
 
 
@@ -56,8 +58,9 @@ def outcome(r: dict[str, Any]) -> str:
     m = r.get("module")
     if not m:
         return "succeeded"
-    if m.get("failed"):
-        return "**failed**: " + str(m.get("error"))
+    if m.get("failed"):  # the whole error line is in the notes under the table
+        text = str(m.get("error")).split(". Waiting on:")[0].split(". Expected:")[0]
+        return f"**failed** after {m.get('attempts')} attempt(s): {text}"
     return f"succeeded ({m.get('action')})"
 
 

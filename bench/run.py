@@ -1528,13 +1528,22 @@ def evaluate_targets(results: dict[str, Any], args: argparse.Namespace) -> list[
     return targets
 
 
+def short_error(error: str | None, limit: int = 240) -> str:
+    """The first sentence of a module's error, which names the statement and the budget spent (the
+    whole line is in the scenario's section)."""
+    text = str(error or "")
+    for stop in (". Waiting on:", ". Expected:"):
+        text = text.split(stop)[0]
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def describe_module(m: dict[str, Any]) -> str:
     """A pg_index run in a few words: succeeded or failed, attempts, waits (as far as it reports them)."""
     waits = f"lock_wait_s {m.get('lock_wait_s')}"
     waits += (f", txn_wait_s {m['txn_wait_s']}" if m.get("txn_wait_s") is not None
               else ", no txn_wait_s in its result")
     if m.get("failed"):
-        return f"failed after {m.get('attempts')} attempt(s) ({waits}): {m.get('error')}"
+        return f"failed after {m.get('attempts')} attempt(s) ({waits}): {short_error(m.get('error'))}"
     return f"{m.get('action')} in {m.get('attempts')} attempt(s), duration_s {m.get('duration_s')} ({waits})"
 
 

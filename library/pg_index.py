@@ -236,6 +236,26 @@ options:
     description: libpq C(sslmode).
     type: str
     choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  ssl_rootcert:
+    description:
+      - File with the certificate(s) of the CA that signed the server's certificate (libpq C(sslrootcert)).
+      - With O(ssl_mode=verify-full) libpq checks the server's certificate against it and the host name
+        against the certificate, so a man in the middle cannot read the password or the SQL.
+      - Unset uses C(PGSSLROOTCERT) or C(~/.postgresql/root.crt).
+    type: path
+    aliases: [ca_cert]
+  ledger_owner:
+    description:
+      - A role, besides the login role, that may own schema C(indexops) and everything in it (the ledger),
+        for teams whose ledger belongs to one shared role.
+      - Before it reads or writes the ledger, the module checks in pg_catalog that the schema, the table
+        C(indexops.jobs), its index and every other object in that schema are owned by the login role or by
+        this role, and that the table is a plain table with no trigger, rule, row-level security policy or
+        inheritance, whose defaults, constraints, indexes and column types use only pg_catalog. Anything
+        else is refused before any DDL (a ledger another role controls would run that role's code with
+        this login's rights).
+      - Membership in a role is deliberately not enough; name the role here.
+    type: str
   connect_timeout:
     description: Seconds to wait for the connection.
     type: int
@@ -477,6 +497,7 @@ def argument_spec():
         definition={"type": "str"},
         expected={"type": "dict"},
         ledger={"type": "dict"},
+        ledger_owner={"type": "str"},
     )
     return spec
 
@@ -519,7 +540,7 @@ def run(module):
     params = spec_params(module.params)
     safety = safety_from(params)
     job = IndexJob(lambda: connect(params, f"indexops/{params['name']}"), safety, check_mode=module.check_mode,
-                   ledger=params["ledger"], expected=params["expected"],
+                   ledger=params["ledger"], expected=params["expected"], ledger_owner=params["ledger_owner"],
                    watch_connect=lambda: connect(params, f"indexops-watch/{params['name']}"))
     try:
         if params["state"] == "present":

@@ -159,12 +159,13 @@ def guard_server(version, *, concurrent, nulls_not_distinct=False):
 
 class IndexJob:
     def __init__(self, connect, safety, *, check_mode=False, rng=None, sleep=time.sleep, ledger=None,
-                 expected=None, watch_connect=None):
+                 expected=None, watch_connect=None, ledger_owner=None):
         self.connect = connect
         self.watch_connect = watch_connect or connect
         self.watch_conn = None  # the second session that watches concurrent statements' waits
         self.transactions_waited_s = 0.0
         self.ledger = ledger
+        self.ledger_owner = ledger_owner  # a shared ledger owner the ledger may belong to besides the login role
         self.expected = expected
         self.safety = safety
         self.check_mode = check_mode
@@ -305,6 +306,8 @@ class IndexJob:
     # ----------------------------------------------------------------- carrying out a plan
     def finish(self, plan, schema, name):
         sql_text = [step.statement.as_string(self.conn) for step in plan.steps]
+        if self.ledger:
+            ledger.verify(self.conn, self.ledger_owner)  # a foreign ledger is refused before any DDL, check mode too
         if self.check_mode:
             return self.result(plan, schema, name, sql_text, self.existing_index(schema, name))
         job_id = self.job_id = self.record_start(plan, schema, name)
@@ -365,7 +368,7 @@ class IndexJob:
         """Record the job as running before any DDL, so a crash leaves a trace."""
         if not self.ledger:
             return None
-        ledger.ensure(self.conn)
+        ledger.ensure(self.conn, self.ledger_owner)
         job_id = ledger.start(self.conn, {
             **{key: self.ledger.get(key) for key in LEDGER_FIELDS},
             "action": plan.action, "index_schema": schema, "index_name": name,

@@ -388,8 +388,9 @@ def test_existing_ledger_the_role_cannot_write(tdb, make_role):
     tdb.execute("CREATE TABLE indexops.jobs (job_id bigint)")
     owner, params = make_role("GRANT USAGE ON SCHEMA indexops TO {role}", "GRANT SELECT ON indexops.jobs TO {role}")
     tdb.execute(sql.SQL("ALTER TABLE t OWNER TO {}").format(sql.Identifier(owner)))
+    shared_owner = tdb.fetchval("SELECT current_user")  # the team's ledger owner, named in the policy
 
-    result = run_module("pg_index_preflight", {**params, "change": make_change()})
+    result = run_module("pg_index_preflight", {**params, "change": make_change(), "ledger_owner": shared_owner})
 
     check = assert_only_failure(result, "privileges")
     assert check["detail"] == (f"role {owner} cannot write the ledger indexops.jobs (needs USAGE on schema indexops "

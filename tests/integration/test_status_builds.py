@@ -409,7 +409,8 @@ def test_change_states_follow_the_ledger_and_the_catalog(tdb):
 def test_a_change_id_without_a_ledger_is_an_empty_history(tdb):
     result = status(tdb, change_id="c1", environment="staging")
 
-    assert result["ledger"] == {"exists": False, "readable": False, "trusted": True, "jobs": [], "definition_before": None}
+    assert result["ledger"] == {"exists": False, "readable": False, "trusted": True, "jobs": [],
+                                "definition_before": None}
     assert tdb.fetchval("SELECT to_regnamespace('indexops') IS NULL") is True
 
 
@@ -470,7 +471,8 @@ def test_a_role_that_may_not_read_the_ledger_gets_a_warning_and_the_catalog_stat
     assert any(f"role {role} may not read the ledger indexops.jobs" in str(warning)
                for warning in result["warnings"]), result
     assert (result["changes"][0]["state"], result["changes"][0]["job"]) == ("done", None)
-    assert result["ledger"] == {"exists": True, "readable": False, "trusted": True, "jobs": [], "definition_before": None}
+    assert result["ledger"] == {"exists": True, "readable": False, "trusted": True, "jobs": [],
+                                "definition_before": None}
 
 
 # --------------------------------------------------------------------------- locks

@@ -418,18 +418,25 @@ class IndexJob:
             checks.append(("max_size", wanted["max_size"], f"{result['size_bytes']} bytes",
                            result["size_bytes"] <= limit))
         if "plan_uses_index" in wanted:
-            used = self.plan_uses(wanted["plan_uses_index"], name)
+            used = self.plan_uses(wanted["plan_uses_index"], name, schema)
             checks.append(("plan_uses_index", f"the plan uses {name}", "used" if used else "not used", used))
         return [{"name": key, "expected": exp, "observed": obs, "met": met,
                  "message": f"{key}: expected {exp}, observed {obs}"} for key, exp, obs, met in checks]
 
-    def plan_uses(self, query, name):
-        """EXPLAIN (no ANALYZE: the query is planned, never run) in a read-only transaction."""
+    def plan_uses(self, query, name, schema):
+        """EXPLAIN (no ANALYZE: the query is planned, never run) in a read-only transaction.
+
+        The query is the application's, pasted from the change file: its unqualified table names
+        resolve in the index's schema, after pg_catalog (so no function there can shadow a built-in
+        one of the same signature), for this transaction only.
+        """
         statement = select_statement(query)
         self.conn.autocommit = False
         try:
             with self.conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
+                cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
+                            (sqlcompose.search_path("pg_catalog", schema, "pg_temp").as_string(cur),))
                 cur.execute(sqlcompose.explain_json(statement))
                 plan = cur.fetchone()[0]
         finally:

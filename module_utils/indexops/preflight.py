@@ -439,6 +439,8 @@ class Preflight:
                             f"{owner} nor a superuser")
         if not privileges["schema_usage"]:
             problems.append(f"role {role} has no USAGE on schema {row['schema']}")
+        if needs_temporary and not privileges["schema_create"]:  # a build: CREATE INDEX checks it
+            problems.append(f"role {role} has no CREATE privilege on schema {row['schema']} (CREATE INDEX needs it)")
         if needs_temporary and not privileges["temporary"]:
             problems.append(f"role {role} has no TEMPORARY privilege on database {privileges['database']} (the "
                             "definition check builds the index on an empty temporary table)")

@@ -65,9 +65,13 @@ options:
           - One SQL expression over the table's columns, e.g. V(lower(email)). Parsed with the
             PostgreSQL parser (pglast); sub-queries, several statements and qualified columns are
             refused, and the SQL that runs is printed from the parse tree.
+          - Functions, operators and types resolve in C(pg_catalog) only (see the notes); a function of
+            your own is written schema-qualified, e.g. C(app.normalize_email) rather than C(normalize_email).
         type: str
       opclass:
-        description: Operator class, e.g. V(text_pattern_ops).
+        description:
+          - Operator class, e.g. V(text_pattern_ops). One outside C(pg_catalog) (an extension's) is
+            schema-qualified, e.g. V(public.gin_trgm_ops).
         type: str
       collation:
         description: Collation, e.g. V(C).
@@ -285,6 +289,17 @@ notes:
     inside a transaction that is always rolled back. It needs the TEMPORARY privilege on the
     database (granted to PUBLIC by default) and takes ACCESS SHARE on the table.
   - Sessions are tagged C(application_name=indexops/<name>).
+  - Name resolution. Every session pins C(search_path) to C(pg_catalog, pg_temp), so nothing in a schema
+    another role can write to (C(public), the table's schema, C(indexops)) can shadow what the module
+    runs or reads. Your index spec is resolved the same way, as PostgreSQL 17+ does for maintenance
+    commands and as C(pg_get_indexdef) prints definitions - C(lower) in an expression is always
+    C(pg_catalog.lower), and functions, operators (written with C(OPERATOR) and a schema), operator
+    classes, collations and types outside C(pg_catalog) must be schema-qualified; an unqualified one
+    is reported as not existing and nothing is changed. Only the C(plan_uses_index) query of O(expected), which is the
+    application's query pasted as is, resolves its unqualified tables in the index's schema, after
+    C(pg_catalog).
+  - The ledger is used only when it is ours (see O(ledger_owner)); it is created without
+    C(IF NOT EXISTS), which would adopt a schema or table another role created first.
   - PostgreSQL 14.0-14.3 are refused for concurrent operations (indexes built concurrently could be
     corrupted; fixed in 14.4). Servers older than 14 are refused.
   - Partitioned tables cannot be indexed concurrently; the module refuses unless O(concurrently=false).

@@ -201,9 +201,9 @@ WHERE c.oid = %s
 
 CURRENT_ROLE = "SELECT current_user::text AS role"
 
-TABLE_CODE_KINDS = (("triggers", "trigger"), ("rules", "rule"), ("policies", "row-level security policy"),
-                    ("inheritance", "inheritance parent or child"),
-                    ("foreign_code", "default, constraint, index or column type using"))
+TABLE_CODE_KINDS = (("triggers", "a trigger"), ("rules", "a rule"), ("policies", "a row-level security policy"),
+                    ("inheritance", "an inheritance parent or child"),
+                    ("foreign_code", "a default, constraint, index or column type using"))
 
 
 @dataclass
@@ -249,7 +249,7 @@ def refusal(facts):
         return ("table indexops.jobs has row-level security enabled", table)
     for key, label in TABLE_CODE_KINDS:
         if code.get(key):
-            return (f"table indexops.jobs has a {label} {', '.join(code[key])} that indexops did not create", table)
+            return (f"table indexops.jobs has {label} {', '.join(code[key])} that indexops did not create", table)
     return None
 
 

@@ -90,6 +90,12 @@ options:
   ssl_mode:
     description: libpq C(sslmode).
     type: str
+  ssl_rootcert:
+    description: CA certificate file for O(ssl_mode=verify-full) (libpq C(sslrootcert)), as for M(pg_index_status).
+    type: path
+  ledger_owner:
+    description: A role besides the login role that may own the ledger, as for M(pg_index_status).
+    type: str
   connect_timeout:
     description: Seconds to wait for each status connection.
     type: int
@@ -174,7 +180,7 @@ result:
 display = Display()
 
 CONNECTION_OPTIONS = ("login_host", "login_port", "login_user", "login_password", "login_unix_socket", "db",
-                      "ssl_mode", "connect_timeout")
+                      "ssl_mode", "ssl_rootcert", "connect_timeout", "ledger_owner")
 # The first polls come quickly (a small build is over in a second), then every `interval` seconds.
 FIRST_DELAY_S = 0.25
 # How long a job that was just started may have no status file yet.
@@ -289,6 +295,8 @@ class ActionModule(ActionBase):
             "login_unix_socket": {"type": "str"},
             "db": {"type": "str"},
             "ssl_mode": {"type": "str"},
+            "ssl_rootcert": {"type": "path"},
+            "ledger_owner": {"type": "str"},
             "connect_timeout": {"type": "int", "default": 10},
         })
         if self._task.check_mode:

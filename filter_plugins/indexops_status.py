@@ -368,11 +368,6 @@ def indexops_status_table(rows):
     return lines
 
 
-def indexops_status_markdown_cell(value):
-    """A table cell for Markdown: one line, pipes escaped."""
-    return " ".join(str(value if value is not None else NONE).split()).replace("|", "\\|")
-
-
 def _fail_on_parts(fail_on):
     if fail_on is None:
         return []
@@ -458,7 +453,6 @@ class FilterModule:
             "indexops_status_databases": indexops_status_databases,
             "indexops_status_rows": indexops_status_rows,
             "indexops_status_table": indexops_status_table,
-            "indexops_status_markdown_cell": indexops_status_markdown_cell,
             "indexops_status_failing": indexops_status_failing,
             "indexops_status_fail_on_list": indexops_status_fail_on_list,
             "indexops_status_collect": indexops_status_collect,

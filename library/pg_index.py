@@ -65,9 +65,13 @@ options:
           - One SQL expression over the table's columns, e.g. V(lower(email)). Parsed with the
             PostgreSQL parser (pglast); sub-queries, several statements and qualified columns are
             refused, and the SQL that runs is printed from the parse tree.
+          - Functions, operators and types resolve in C(pg_catalog) only (see the notes); a function of
+            your own is written schema-qualified, e.g. C(app.normalize_email) rather than C(normalize_email).
         type: str
       opclass:
-        description: Operator class, e.g. V(text_pattern_ops).
+        description:
+          - Operator class, e.g. V(text_pattern_ops). One outside C(pg_catalog) (an extension's) is
+            schema-qualified, e.g. V(public.gin_trgm_ops).
         type: str
       collation:
         description: Collation, e.g. V(C).
@@ -236,6 +240,26 @@ options:
     description: libpq C(sslmode).
     type: str
     choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  ssl_rootcert:
+    description:
+      - File with the certificate(s) of the CA that signed the server's certificate (libpq C(sslrootcert)).
+      - With O(ssl_mode=verify-full) libpq checks the server's certificate against it and the host name
+        against the certificate, so a man in the middle cannot read the password or the SQL.
+      - Unset uses C(PGSSLROOTCERT) or C(~/.postgresql/root.crt).
+    type: path
+    aliases: [ca_cert]
+  ledger_owner:
+    description:
+      - A role, besides the login role, that may own schema C(indexops) and everything in it (the ledger),
+        for teams whose ledger belongs to one shared role.
+      - Before it reads or writes the ledger, the module checks in pg_catalog that the schema, the table
+        C(indexops.jobs), its index and every other object in that schema are owned by the login role or by
+        this role, and that the table is a plain table with no trigger, rule, row-level security policy or
+        inheritance, whose defaults, constraints, indexes and column types use only pg_catalog. Anything
+        else is refused before any DDL (a ledger another role controls would run that role's code with
+        this login's rights).
+      - Membership in a role is deliberately not enough; name the role here.
+    type: str
   connect_timeout:
     description: Seconds to wait for the connection.
     type: int
@@ -265,6 +289,17 @@ notes:
     inside a transaction that is always rolled back. It needs the TEMPORARY privilege on the
     database (granted to PUBLIC by default) and takes ACCESS SHARE on the table.
   - Sessions are tagged C(application_name=indexops/<name>).
+  - Name resolution. Every session pins C(search_path) to C(pg_catalog, pg_temp), so nothing in a schema
+    another role can write to (C(public), the table's schema, C(indexops)) can shadow what the module
+    runs or reads. Your index spec is resolved the same way, as PostgreSQL 17+ does for maintenance
+    commands and as C(pg_get_indexdef) prints definitions - C(lower) in an expression is always
+    C(pg_catalog.lower), and functions, operators (written with C(OPERATOR) and a schema), operator
+    classes, collations and types outside C(pg_catalog) must be schema-qualified; an unqualified one
+    is reported as not existing and nothing is changed. Only the C(plan_uses_index) query of O(expected), which is the
+    application's query pasted as is, resolves its unqualified tables in the index's schema, after
+    C(pg_catalog).
+  - The ledger is used only when it is ours (see O(ledger_owner)); it is created without
+    C(IF NOT EXISTS), which would adopt a schema or table another role created first.
   - PostgreSQL 14.0-14.3 are refused for concurrent operations (indexes built concurrently could be
     corrupted; fixed in 14.4). Servers older than 14 are refused.
   - Partitioned tables cannot be indexed concurrently; the module refuses unless O(concurrently=false).
@@ -477,6 +512,7 @@ def argument_spec():
         definition={"type": "str"},
         expected={"type": "dict"},
         ledger={"type": "dict"},
+        ledger_owner={"type": "str"},
     )
     return spec
 
@@ -519,7 +555,7 @@ def run(module):
     params = spec_params(module.params)
     safety = safety_from(params)
     job = IndexJob(lambda: connect(params, f"indexops/{params['name']}"), safety, check_mode=module.check_mode,
-                   ledger=params["ledger"], expected=params["expected"],
+                   ledger=params["ledger"], expected=params["expected"], ledger_owner=params["ledger_owner"],
                    watch_connect=lambda: connect(params, f"indexops-watch/{params['name']}"))
     try:
         if params["state"] == "present":

@@ -88,6 +88,26 @@ options:
     description: libpq C(sslmode).
     type: str
     choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  ssl_rootcert:
+    description:
+      - File with the certificate(s) of the CA that signed the server's certificate (libpq C(sslrootcert)).
+      - With O(ssl_mode=verify-full) libpq checks the server's certificate against it and the host name
+        against the certificate, so a man in the middle cannot read the password or the SQL.
+      - Unset uses C(PGSSLROOTCERT) or C(~/.postgresql/root.crt).
+    type: path
+    aliases: [ca_cert]
+  ledger_owner:
+    description:
+      - A role, besides the login role, that may own schema C(indexops) and everything in it (the ledger),
+        for teams whose ledger belongs to one shared role.
+      - Before it reads or writes the ledger, the module checks in pg_catalog that the schema, the table
+        C(indexops.jobs), its index and every other object in that schema are owned by the login role or by
+        this role, and that the table is a plain table with no trigger, rule, row-level security policy or
+        inheritance, whose defaults, constraints, indexes and column types use only pg_catalog. Anything
+        else fails the C(privileges) check, as pg_index would refuse it (a ledger another role controls
+        would run that role's code with this login's rights).
+      - Membership in a role is deliberately not enough; name the role here.
+    type: str
   connect_timeout:
     description: Seconds to wait for the connection.
     type: int
@@ -283,6 +303,7 @@ def argument_spec():
         rehearsal={"type": "dict"},
         window_remaining_s={"type": "float"},
         fail_on_nogo={"type": "bool", "default": False},
+        ledger_owner={"type": "str"},
     )
     return spec
 
@@ -293,7 +314,7 @@ def run(params):
     preflight = Preflight(lambda: connect(target, application_name(change)), change,
                           threshold=params["long_transaction_threshold"], rehearsal=params["rehearsal"],
                           window_remaining_s=params["window_remaining_s"],
-                          build_wait_timeout=params["build_wait_timeout"])
+                          build_wait_timeout=params["build_wait_timeout"], ledger_owner=params["ledger_owner"])
     return preflight.run()
 
 

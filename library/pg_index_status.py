@@ -125,6 +125,26 @@ options:
     description: libpq C(sslmode).
     type: str
     choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  ssl_rootcert:
+    description:
+      - File with the certificate(s) of the CA that signed the server's certificate (libpq C(sslrootcert)).
+      - With O(ssl_mode=verify-full) libpq checks the server's certificate against it and the host name
+        against the certificate, so a man in the middle cannot read the password or the SQL.
+      - Unset uses C(PGSSLROOTCERT) or C(~/.postgresql/root.crt).
+    type: path
+    aliases: [ca_cert]
+  ledger_owner:
+    description:
+      - A role, besides the login role, that may own schema C(indexops) and everything in it (the ledger),
+        for teams whose ledger belongs to one shared role.
+      - Before it reads or writes the ledger, the module checks in pg_catalog that the schema, the table
+        C(indexops.jobs), its index and every other object in that schema are owned by the login role or by
+        this role, and that the table is a plain table with no trigger, rule, row-level security policy or
+        inheritance, whose defaults, constraints, indexes and column types use only pg_catalog. Anything
+        else is not read (a warning says why) (a ledger another role controls would run that role's code with
+        this login's rights).
+      - Membership in a role is deliberately not enough; name the role here.
+    type: str
   connect_timeout:
     description: Seconds to wait for the connection.
     type: int
@@ -570,7 +590,12 @@ ledger:
       description: Whether the ledger table indexops.jobs exists.
       type: bool
     readable:
-      description: Whether this role may read it (false also when it does not exist).
+      description: Whether this role may read it (false also when it does not exist or is not trusted).
+      type: bool
+    trusted:
+      description:
+        - False when schema C(indexops) belongs to another role than the login role and O(ledger_owner), or the
+          table carries code indexops did not create (see O(ledger_owner)); such a ledger is never read.
       type: bool
     jobs:
       description: Every job of the change (in O(environment) when given), oldest first, as in RV(lost_jobs).
@@ -603,6 +628,7 @@ def argument_spec():
         leftovers={"type": "bool", "default": True},
         builds={"type": "bool", "default": True},
         ledger={"type": "bool", "default": True},
+        ledger_owner={"type": "str"},
         indexes={"type": "list", "elements": "dict", "default": [],
                  "options": {"name": {"type": "str", "required": True}, "schema": {"type": "str"}}},
         changes={"type": "list", "elements": "dict", "default": [], "options": {
@@ -619,7 +645,7 @@ def argument_spec():
 
 
 def run(params):
-    status = Status(lambda: connect(params, APPLICATION_NAME))
+    status = Status(lambda: connect(params, APPLICATION_NAME), ledger_owner=params["ledger_owner"])
     return status.run(leftovers=params["leftovers"], indexes=params["indexes"], changes=params["changes"],
                       builds=params["builds"], ledger_jobs=params["ledger"], change_id=params["change_id"],
                       environment=params["environment"])

@@ -22,6 +22,7 @@ def connection_argument_spec():
         "login_unix_socket": {"type": "str"},
         "db": {"type": "str", "aliases": ["database"]},
         "ssl_mode": {"type": "str", "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]},
+        "ssl_rootcert": {"type": "path", "aliases": ["ca_cert"]},
         "connect_timeout": {"type": "int", "default": 10},
     }
 
@@ -34,6 +35,7 @@ LIBPQ_KEYWORDS = {
     "login_password": "password",
     "db": "dbname",
     "ssl_mode": "sslmode",
+    "ssl_rootcert": "sslrootcert",
     "connect_timeout": "connect_timeout",
 }
 
@@ -59,8 +61,22 @@ def connect(params, application_name):
             retry_safe=True,
         ) from None
     conn.autocommit = True
+    pin_session(conn)
+    return conn
+
+
+# Every module statement resolves names through pg_catalog only. pg_temp is named last on purpose:
+# left out, it would be searched first for tables and types, so a temporary object could shadow a
+# catalog one. No schema another role may create objects in (public, the table's schema, indexops)
+# is on the path, so a function or operator planted there can never be picked for our SQL nor for
+# the user's index expressions (which must therefore schema-qualify anything outside pg_catalog).
+SEARCH_PATH = "pg_catalog, pg_temp"
+
+
+def pin_session(conn):
+    """Session settings every module relies on, set before any other statement."""
     # Fragments are printed from pglast's tree with standard string syntax; a role or database
     # setting standard_conforming_strings=off would let a backslash end a literal early.
     with conn.cursor() as cur:
         cur.execute("SELECT pg_catalog.set_config('standard_conforming_strings', 'on', false)")
-    return conn
+        cur.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (SEARCH_PATH,))

@@ -168,12 +168,13 @@ def guard_server(version, *, concurrent, nulls_not_distinct=False, standby=False
 
 class IndexJob:
     def __init__(self, connect, safety, *, check_mode=False, rng=None, sleep=time.sleep, ledger=None,
-                 expected=None, watch_connect=None):
+                 expected=None, watch_connect=None, ledger_owner=None):
         self.connect = connect
         self.watch_connect = watch_connect or connect
         self.watch_conn = None  # the second session that watches concurrent statements' waits
         self.transactions_waited_s = 0.0
         self.ledger = ledger
+        self.ledger_owner = ledger_owner  # a shared ledger owner the ledger may belong to besides the login role
         self.expected = expected
         self.safety = safety
         self.check_mode = check_mode
@@ -316,6 +317,8 @@ class IndexJob:
         sql_text = [step.statement.as_string(self.conn) for step in plan.steps]
         for step, text in zip(plan.steps, sql_text, strict=True):
             step.text = text
+        if self.ledger:
+            ledger.verify(self.conn, self.ledger_owner)  # a foreign ledger is refused before any DDL, check mode too
         if self.check_mode:
             return self.result(plan, schema, name, sql_text, self.existing_index(schema, name))
         job_id = self.job_id = self.record_start(plan, schema, name)
@@ -376,7 +379,7 @@ class IndexJob:
         """Record the job as running before any DDL, so a crash leaves a trace."""
         if not self.ledger:
             return None
-        ledger.ensure(self.conn)
+        ledger.ensure(self.conn, self.ledger_owner)
         job_id = ledger.start(self.conn, {
             **{key: self.ledger.get(key) for key in LEDGER_FIELDS},
             "action": plan.action, "index_schema": schema, "index_name": name,
@@ -452,18 +455,25 @@ class IndexJob:
             checks.append(("max_size", wanted["max_size"], f"{result['size_bytes']} bytes",
                            result["size_bytes"] <= limit))
         if "plan_uses_index" in wanted:
-            used = self.plan_uses(wanted["plan_uses_index"], name)
+            used = self.plan_uses(wanted["plan_uses_index"], name, schema)
             checks.append(("plan_uses_index", f"the plan uses {name}", "used" if used else "not used", used))
         return [{"name": key, "expected": exp, "observed": obs, "met": met,
                  "message": f"{key}: expected {exp}, observed {obs}"} for key, exp, obs, met in checks]
 
-    def plan_uses(self, query, name):
-        """EXPLAIN (no ANALYZE: the query is planned, never run) in a read-only transaction."""
+    def plan_uses(self, query, name, schema):
+        """EXPLAIN (no ANALYZE: the query is planned, never run) in a read-only transaction.
+
+        The query is the application's, pasted from the change file: its unqualified table names
+        resolve in the index's schema, after pg_catalog (so no function there can shadow a built-in
+        one of the same signature), for this transaction only.
+        """
         statement = select_statement(query)
         self.conn.autocommit = False
         try:
             with self.conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
+                cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
+                            (sqlcompose.search_path("pg_catalog", schema, "pg_temp").as_string(cur),))
                 cur.execute(sqlcompose.explain_json(statement))
                 plan = cur.fetchone()[0]
         finally:

@@ -8,17 +8,21 @@ change is kept, so a dropped index can be recreated exactly.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import psycopg2
+import psycopg2.errors
 
 from ansible.module_utils.indexops.catalog import fetch_all, fetch_one
 from ansible.module_utils.indexops.errors import IndexOpsError
 
 STATES = ("queued", "running", "succeeded", "failed", "rolled_back")
 
-CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS indexops"
+# Never IF NOT EXISTS: "if not exists" would adopt whatever another role created under that name
+# (the trojan-object pattern). The ledger is created only when absent, and trusted() reads it back.
+CREATE_SCHEMA = "CREATE SCHEMA indexops"
 CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS indexops.jobs (
+CREATE TABLE indexops.jobs (
     job_id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     change_id         text NOT NULL,
     spec_digest       text NOT NULL,
@@ -46,9 +50,10 @@ CREATE TABLE IF NOT EXISTS indexops.jobs (
     application_name  text
 )
 """
-CREATE_LOOKUP_INDEX = "CREATE INDEX IF NOT EXISTS jobs_change_idx ON indexops.jobs (change_id, job_id)"
+LOOKUP_INDEX = "jobs_change_idx"
+CREATE_LOOKUP_INDEX = "CREATE INDEX jobs_change_idx ON indexops.jobs (change_id, job_id)"
 
-LEDGER_EXISTS = "SELECT to_regclass('indexops.jobs') IS NOT NULL AS present"
+LEDGER_EXISTS = "SELECT pg_catalog.to_regclass('indexops.jobs') IS NOT NULL AS present"
 
 INSERT = """
 INSERT INTO indexops.jobs (change_id, spec_digest, kind, action, environment, state, index_schema, index_name,
@@ -56,7 +61,8 @@ INSERT INTO indexops.jobs (change_id, spec_digest, kind, action, environment, st
                            expected, backend_pid, application_name)
 VALUES (%(change_id)s, %(spec_digest)s, %(kind)s, %(action)s, %(environment)s, 'running', %(index_schema)s,
         %(index_name)s, %(table_name)s, %(definition_before)s, %(owner)s, %(rollback_note)s, %(operator)s,
-        %(override_reason)s, %(expected)s::jsonb, pg_backend_pid(), current_setting('application_name'))
+        %(override_reason)s, %(expected)s::jsonb, pg_catalog.pg_backend_pid(),
+        pg_catalog.current_setting('application_name'))
 RETURNING job_id
 """
 
@@ -96,21 +102,227 @@ ORDER BY job_id DESC LIMIT 1
 """
 
 
-def ensure(conn):
-    """Create schema and table on first use; a missing privilege gets a clear message."""
-    if fetch_one(conn, LEDGER_EXISTS)["present"]:
+# ----------------------------------------------------------------------------- is the ledger ours?
+#
+# Reading or writing a table runs code its owner chose: triggers, rules (a view is a table with a
+# rule), row-level security policies, column defaults, CHECK constraints, index expressions, the
+# input/output functions of column types, and the same for inheritance parents and children. A
+# role that pre-creates schema indexops (any role with CREATE on the database may) would get that
+# code run with the rights of whoever runs indexops, often a superuser. So before any read or write,
+# everything in schema indexops must belong to a trusted role (the login role itself, or the shared
+# ledger owner the environment's policy names), the table must be a plain table with none of the
+# above, and its defaults, constraints and indexes may only use pg_catalog's functions and types.
+# Membership in another role is deliberately not enough: the apply role is usually a member of the
+# application's role (to own its tables), and that is exactly the role that could plant the trojan.
+
+# Every object of schema indexops with its owner; the schema itself first, then the ledger table.
+LEDGER_OBJECTS = """
+WITH ns AS (SELECT n.oid, n.nspname, n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname = 'indexops')
+SELECT o.kind, o.name, o.relkind, o.oid, pg_catalog.pg_get_userbyid(o.owner) AS owner
+FROM (
+    SELECT 0 AS rank, 'schema'::text AS kind, ns.nspname::text AS name, NULL::text AS relkind, ns.oid,
+           ns.nspowner AS owner
+    FROM ns
+    UNION ALL
+    SELECT CASE WHEN c.relname = 'jobs' THEN 1 ELSE 2 END,
+           CASE c.relkind WHEN 'r' THEN 'table' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view'
+                          WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                          WHEN 'p' THEN 'partitioned table' WHEN 'I' THEN 'partitioned index'
+                          WHEN 'c' THEN 'composite type' ELSE 'relation' END,
+           'indexops.' || c.relname, c.relkind::text, c.oid, c.relowner
+    FROM pg_catalog.pg_class c JOIN ns ON c.relnamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'function', 'indexops.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid)
+           || ')', NULL, p.oid, p.proowner
+    FROM pg_catalog.pg_proc p JOIN ns ON p.pronamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'type', 'indexops.' || t.typname, NULL, t.oid, t.typowner
+    FROM pg_catalog.pg_type t JOIN ns ON t.typnamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'operator', 'indexops.' || o.oprname, NULL, o.oid, o.oprowner
+    FROM pg_catalog.pg_operator o JOIN ns ON o.oprnamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'collation', 'indexops.' || co.collname, NULL, co.oid, co.collowner
+    FROM pg_catalog.pg_collation co JOIN ns ON co.collnamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'conversion', 'indexops.' || cv.conname, NULL, cv.oid, cv.conowner
+    FROM pg_catalog.pg_conversion cv JOIN ns ON cv.connamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'operator family', 'indexops.' || f.opfname, NULL, f.oid, f.opfowner
+    FROM pg_catalog.pg_opfamily f JOIN ns ON f.opfnamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'operator class', 'indexops.' || oc.opcname, NULL, oc.oid, oc.opcowner
+    FROM pg_catalog.pg_opclass oc JOIN ns ON oc.opcnamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'text search configuration', 'indexops.' || tc.cfgname, NULL, tc.oid, tc.cfgowner
+    FROM pg_catalog.pg_ts_config tc JOIN ns ON tc.cfgnamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'text search dictionary', 'indexops.' || td.dictname, NULL, td.oid, td.dictowner
+    FROM pg_catalog.pg_ts_dict td JOIN ns ON td.dictnamespace = ns.oid
+    UNION ALL
+    SELECT 3, 'statistics object', 'indexops.' || se.stxname, NULL, se.oid, se.stxowner
+    FROM pg_catalog.pg_statistic_ext se JOIN ns ON se.stxnamespace = ns.oid
+) AS o
+ORDER BY o.rank, o.name
+"""
+
+# What reading or writing the table would run besides the table itself (by its OID). The objects
+# its defaults, constraints, indexes and columns depend on are listed from pg_depend; objects of
+# pg_catalog are left out (built-in ones are pinned and have no pg_depend row anyway).
+LEDGER_TABLE_CODE = """
+SELECT c.relrowsecurity OR c.relforcerowsecurity AS row_security,
+       ARRAY(SELECT t.tgname::text FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid ORDER BY 1) AS triggers,
+       ARRAY(SELECT r.rulename::text FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid ORDER BY 1) AS rules,
+       ARRAY(SELECT p.polname::text FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid ORDER BY 1) AS policies,
+       ARRAY(SELECT pn.nspname || '.' || pc.relname
+             FROM pg_catalog.pg_inherits i
+             JOIN pg_catalog.pg_class pc ON pc.oid = CASE WHEN i.inhrelid = c.oid THEN i.inhparent ELSE i.inhrelid END
+             JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+             WHERE i.inhrelid = c.oid OR i.inhparent = c.oid ORDER BY 1) AS inheritance,
+       ARRAY(SELECT DISTINCT o.type || ' ' || o.identity
+             FROM pg_catalog.pg_depend d
+             CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) AS o
+             WHERE d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass,
+                                    'pg_catalog.pg_operator'::pg_catalog.regclass,
+                                    'pg_catalog.pg_type'::pg_catalog.regclass,
+                                    'pg_catalog.pg_collation'::pg_catalog.regclass)
+               AND o.schema IS DISTINCT FROM 'pg_catalog'
+               AND ((d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                     AND (d.objid = c.oid
+                          OR d.objid IN (SELECT x.indexrelid FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid)))
+                    OR (d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                        AND d.objid IN (SELECT ad.oid FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid = c.oid))
+                    OR (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+                        AND d.objid IN (SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid)))
+             ORDER BY 1) AS foreign_code
+FROM pg_catalog.pg_class c
+WHERE c.oid = %s
+"""
+
+CURRENT_ROLE = "SELECT current_user::text AS role"
+
+TABLE_CODE_KINDS = (("triggers", "a trigger"), ("rules", "a rule"), ("policies", "a row-level security policy"),
+                    ("inheritance", "an inheritance parent or child"),
+                    ("foreign_code", "a default, constraint, index or column type using"))
+
+
+@dataclass
+class LedgerFacts:
+    """What the catalog says about schema indexops, read before anything touches it."""
+
+    role: str
+    trusted: tuple
+    objects: list = field(default_factory=list)  # {kind, name, relkind, oid, owner}, schema first
+    table_code: dict | None = None  # LEDGER_TABLE_CODE's row for indexops.jobs when it is a relation
+
+    @property
+    def schema_exists(self):
+        return any(item["kind"] == "schema" for item in self.objects)
+
+    @property
+    def table(self):
+        return next((item for item in self.objects if item["name"] == "indexops.jobs"), None)
+
+
+def inspect(conn, ledger_owner=None):
+    """Read the catalog facts ``refusal`` judges (pg_catalog only; nothing in indexops runs)."""
+    role = fetch_one(conn, CURRENT_ROLE)["role"]
+    facts = LedgerFacts(role=role, trusted=tuple(dict.fromkeys(filter(None, (role, ledger_owner)))),
+                        objects=fetch_all(conn, LEDGER_OBJECTS))
+    table = facts.table
+    if table is not None and table["relkind"] is not None:
+        facts.table_code = fetch_one(conn, LEDGER_TABLE_CODE, (table["oid"],))
+    return facts
+
+
+def refusal(facts):
+    """Why the ledger must not be used, in one line (None when it may): pure, for unit tests."""
+    trusted = " or ".join(facts.trusted)
+    for item in facts.objects:
+        if item["owner"] not in facts.trusted:
+            return (f"{item['kind']} {item['name']} is owned by role {item['owner']}, not by {trusted}", item)
+    table = facts.table
+    if facts.schema_exists and table is not None and table["relkind"] != "r":
+        return (f"indexops.jobs is a {table['kind']}, not a plain table", table)
+    code = facts.table_code or {}
+    if code.get("row_security"):
+        return ("table indexops.jobs has row-level security enabled", table)
+    for key, label in TABLE_CODE_KINDS:
+        if code.get(key):
+            return (f"table indexops.jobs has {label} {', '.join(code[key])} that indexops did not create", table)
+    return None
+
+
+def untrusted_error(problem, facts, ledger_owner_option):
+    what, item = problem
+    return IndexOpsError(
+        f"refusing to use the ledger in schema indexops: {what}; reading or writing it could run that "
+        f"role's code with the rights of role {facts.role}",
+        expected=f"schema indexops and everything in it owned by {' or '.join(facts.trusted)}, and indexops.jobs a "
+                 "plain table without triggers, rules, policies or inheritance",
+        hint=f"Nothing was changed. Check what {item['name']} holds, then DROP SCHEMA indexops CASCADE (as its owner "
+             f"or a superuser) so indexops creates its own, or, if role {item['owner']} owns your team's shared "
+             f"ledger, set {ledger_owner_option} to it.",
+        retry_safe=False, ledger_object=item["name"], ledger_object_owner=item["owner"])
+
+
+LEDGER_OWNER_OPTION = "ledger_owner (indexops_ledger_owner in the environment's group_vars)"
+
+
+def distrust(conn, ledger_owner=None):
+    """(facts, the IndexOpsError a foreign ledger deserves or None when it is ours or absent)."""
+    facts = inspect(conn, ledger_owner)
+    problem = refusal(facts)
+    return facts, (untrusted_error(problem, facts, LEDGER_OWNER_OPTION) if problem else None)
+
+
+def verify(conn, ledger_owner=None):
+    """Raise when schema indexops exists and is not ours; return the facts otherwise."""
+    facts, error = distrust(conn, ledger_owner)
+    if error:
+        raise error
+    return facts
+
+
+def ensure(conn, ledger_owner=None):
+    """Create the ledger when absent, trust an existing one only when it is ours, and check it again
+    after creating it (another session may have created the schema in between)."""
+    facts = verify(conn, ledger_owner)
+    if facts.table is not None:
         return
+    create(conn, with_schema=not facts.schema_exists)
+    verify(conn, ledger_owner)
+
+
+def create(conn, with_schema):
+    """Schema, table and lookup index in one transaction: all of them or none."""
+    conn.autocommit = False
     try:
         with conn.cursor() as cur:
-            cur.execute(CREATE_SCHEMA)
+            if with_schema:
+                cur.execute(CREATE_SCHEMA)
             cur.execute(CREATE_TABLE)
             cur.execute(CREATE_LOOKUP_INDEX)
+        conn.commit()
+    except (psycopg2.errors.DuplicateSchema, psycopg2.errors.DuplicateTable, psycopg2.errors.UniqueViolation):
+        conn.rollback()
+        raise IndexOpsError(
+            "another session created schema indexops or table indexops.jobs while this run was creating the ledger",
+            expected="one session creating the ledger at a time",
+            hint="Nothing was changed. Run again: the ledger is then checked (owner, triggers, rules) and used if "
+                 "it is ours.", retry_safe=True) from None
     except psycopg2.errors.InsufficientPrivilege as exc:
+        conn.rollback()
         raise IndexOpsError(
             f"cannot create the ledger (schema indexops, table indexops.jobs): {exc.diag.message_primary}",
             expected="CREATE privilege on the database for the first run, or an existing indexops.jobs table "
                      "with INSERT and UPDATE granted",
             hint="Nothing was changed. Ask a DBA to run: CREATE SCHEMA indexops AUTHORIZATION <this role>;") from None
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = True
 
 
 def start(conn, record):

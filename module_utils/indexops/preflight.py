@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import psycopg2
 
 from ansible.module_utils.indexops import catalog, compare, queries
+from ansible.module_utils.indexops import ledger as ledger_utils
 from ansible.module_utils.indexops.changefile import ACTIONS, digest, validate_change
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
 from ansible.module_utils.indexops.index_job import IndexJob, Safety, describe_build, guard_server, replacement_name
@@ -168,7 +169,8 @@ def application_name(change):
 
 class Preflight:
     def __init__(self, connect, change, *, threshold="5min", rehearsal=None, window_remaining_s=None,
-                 build_wait_timeout=None):
+                 build_wait_timeout=None, ledger_owner=None):
+        self.ledger_owner = ledger_owner
         self.change = change if isinstance(change, dict) else {}
         self.threshold = threshold
         self.threshold_s = duration_seconds(threshold, "long_transaction_threshold")
@@ -438,6 +440,8 @@ class Preflight:
                             f"{owner} nor a superuser")
         if not privileges["schema_usage"]:
             problems.append(f"role {role} has no USAGE on schema {row['schema']}")
+        if needs_temporary and not privileges["schema_create"]:  # a build: CREATE INDEX checks it
+            problems.append(f"role {role} has no CREATE privilege on schema {row['schema']} (CREATE INDEX needs it)")
         if needs_temporary and not privileges["temporary"]:
             problems.append(f"role {role} has no TEMPORARY privilege on database {privileges['database']} (the "
                             "definition check builds the index on an empty temporary table)")
@@ -461,6 +465,9 @@ class Preflight:
         return [] if can_create else [f"role {role} has no CREATE privilege on tablespace {tablespace}"]
 
     def ledger_problems(self, role, database):
+        _, distrusted = ledger_utils.distrust(self.conn, self.ledger_owner)
+        if distrusted:  # pg_index would refuse it: a no-go, phrased as pg_index phrases it
+            return [describe(distrusted)]
         ledger = queries.ledger_privileges(self.conn)
         if ledger["table_exists"]:
             if ledger["schema_usage"] and ledger["can_write"]:

@@ -25,13 +25,15 @@ WHERE i.indrelid = %s
 ORDER BY c.relname
 """
 
-# What the connected role may do with one table. pg_has_role(..., 'USAGE') is true for the owner,
+# What the connected role may do with one table. CREATE INDEX (and the rename of a replace) also
+# needs CREATE on the table's schema. pg_has_role(..., 'USAGE') is true for the owner,
 # for members of the owning role that inherit its privileges and for superusers: exactly who may
 # run CREATE/DROP INDEX and REINDEX on the table.
 TABLE_PRIVILEGES = """
 SELECT current_user AS role, r.rolname AS owner,
        pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') AS owns,
        pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE') AS schema_usage,
+       pg_catalog.has_schema_privilege(c.relnamespace, 'CREATE') AS schema_create,
        pg_catalog.has_database_privilege(current_database(), 'TEMPORARY') AS temporary,
        current_database() AS database
 FROM pg_catalog.pg_class c
@@ -48,12 +50,13 @@ FROM pg_catalog.pg_tablespace ts WHERE ts.spcname = %s
 """
 
 # What writing the ledger (schema indexops, table indexops.jobs) needs from the connected role:
-# SELECT/INSERT/UPDATE on the table when it exists; otherwise ledger.ensure runs CREATE SCHEMA IF
-# NOT EXISTS (which checks CREATE on the database first) and CREATE TABLE in that schema.
+# SELECT/INSERT/UPDATE on the table when it exists; otherwise ledger.ensure runs CREATE TABLE in
+# schema indexops (CREATE on that schema), after CREATE SCHEMA (CREATE on the database) when there is
+# none. Whether an existing ledger is trusted is ledger.distrust's question.
 LEDGER_PRIVILEGES = """
 SELECT n.oid IS NOT NULL AS schema_exists, t.oid IS NOT NULL AS table_exists,
-       pg_catalog.has_database_privilege(current_database(), 'CREATE')
-           AND (n.oid IS NULL OR pg_catalog.has_schema_privilege(n.oid, 'CREATE')) AS can_create,
+       CASE WHEN n.oid IS NULL THEN pg_catalog.has_database_privilege(current_database(), 'CREATE')
+            ELSE pg_catalog.has_schema_privilege(n.oid, 'CREATE') END AS can_create,
        n.oid IS NOT NULL AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS schema_usage,
        t.oid IS NOT NULL AND pg_catalog.has_table_privilege(t.oid, 'SELECT')
            AND pg_catalog.has_table_privilege(t.oid, 'INSERT')

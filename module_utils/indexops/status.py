@@ -252,8 +252,9 @@ def done_or_mismatch(action, index, jobs):
 class Status:
     """One status read: connects, reads, closes. ``warnings`` collects what the caller should say."""
 
-    def __init__(self, connect):
+    def __init__(self, connect, ledger_owner=None):
         self.connect = connect
+        self.ledger_owner = ledger_owner
         self.conn = None
         self.warnings = []
         self.builds = []
@@ -362,6 +363,13 @@ class Status:
                 f"role {role} may not read the ledger indexops.jobs: job states, lost jobs and the recorded "
                 f"definitions are not reported (only the catalog state is). Expected: {READ_LEDGER_GRANTS}. "
                 f"Nothing was changed.")
+            return access
+        _, distrusted = ledger.distrust(self.conn, self.ledger_owner)
+        if distrusted:
+            # A ledger another role controls is never read: a SELECT could run its rules, policies or
+            # column types' functions. Status goes on from the catalog alone.
+            self.warnings.append(f"{distrusted.msg} The ledger was not read: job states come from the catalog only.")
+            return {**access, "readable": False, "trusted": False}
         return access
 
     def change_entry(self, item, read_jobs):
@@ -388,8 +396,9 @@ class Status:
 
     def change_ledger(self, access, change_id, environment):
         if not access["readable"]:
-            return {"exists": access["exists"], "readable": False, "jobs": [], "definition_before": None}
-        return {"exists": True, "readable": True,
+            return {"exists": access["exists"], "readable": False, "trusted": access.get("trusted", True), "jobs": [],
+                    "definition_before": None}
+        return {"exists": True, "readable": True, "trusted": True,
                 "jobs": [dict(job) for job in ledger.change_jobs(self.conn, change_id, environment)],
                 "definition_before": ledger.definition_before_in(self.conn, change_id, environment)}
 

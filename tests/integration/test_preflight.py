@@ -365,7 +365,8 @@ def test_role_that_does_not_own_the_table_is_refused(tdb, make_role):
 
 
 def test_member_of_the_owning_role_may_change_indexes(tdb, make_role):
-    owner, _ = make_role(login=False)
+    # CREATE INDEX also needs CREATE on the table's schema (PostgreSQL 15+ grants it on public to no one).
+    owner, _ = make_role("GRANT CREATE ON SCHEMA public TO {role}", login=False)
     tdb.execute(sql.SQL("ALTER TABLE t OWNER TO {}").format(sql.Identifier(owner)))
     member, params = make_role("GRANT {owner} TO {role}", "GRANT CREATE ON DATABASE {db} TO {role}", owner=owner)
 
@@ -386,10 +387,12 @@ def test_tablespace_that_does_not_exist(tdb):
 def test_existing_ledger_the_role_cannot_write(tdb, make_role):
     tdb.execute("CREATE SCHEMA indexops")
     tdb.execute("CREATE TABLE indexops.jobs (job_id bigint)")
-    owner, params = make_role("GRANT USAGE ON SCHEMA indexops TO {role}", "GRANT SELECT ON indexops.jobs TO {role}")
+    owner, params = make_role("GRANT USAGE ON SCHEMA indexops TO {role}", "GRANT SELECT ON indexops.jobs TO {role}",
+                              "GRANT CREATE ON SCHEMA public TO {role}")
     tdb.execute(sql.SQL("ALTER TABLE t OWNER TO {}").format(sql.Identifier(owner)))
+    shared_owner = tdb.fetchval("SELECT current_user")  # the team's ledger owner, named in the policy
 
-    result = run_module("pg_index_preflight", {**params, "change": make_change()})
+    result = run_module("pg_index_preflight", {**params, "change": make_change(), "ledger_owner": shared_owner})
 
     check = assert_only_failure(result, "privileges")
     assert check["detail"] == (f"role {owner} cannot write the ledger indexops.jobs (needs USAGE on schema indexops "

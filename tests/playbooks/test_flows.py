@@ -237,6 +237,32 @@ def test_apply_waits_out_an_old_snapshot_and_says_how_long_it_waited(flows):
     assert f"| Waited for other transactions | {host['txn_wait_s']:.2f} s (blocks nobody) |" in markdown
 
 
+def test_a_markdown_breaking_owner_and_reason_render_as_text_in_the_report(flows):
+    """Owner and reason come from the change file: they must not end a table row or cell, open a code
+    span, a heading, a link or HTML in the Markdown report pasted into the ticket."""
+    owner = "team | db `x\n# forged heading"
+    reason = "OPS-1 | [link](https://evil.example) ``` <b>bold</b>\n| Result | **succeeded** |"
+    flows.write_change("orders-markdown", owner=owner, reason=reason)
+
+    run = flows.run("preflight", change="orders-markdown")
+
+    ok(run)
+    lines = flows.reports("orders-markdown", suffix=".md")[-1].read_text().splitlines()
+    assert [line for line in lines if line.startswith("| Owner |")] == [
+        "| Owner | team \\| db \\`x \\# forged heading |"]
+    assert [line for line in lines if line.startswith("| Reason |")] == [
+        "| Reason | OPS-1 \\| \\[link\\](https://evil.example) \\`\\`\\` \\<b\\>bold\\</b\\> \\| Result \\| "
+        "\\*\\*succeeded\\*\\* \\| |"]
+    assert not [line for line in lines if line.startswith("# forged") or line.startswith("| Result | **succeeded")]
+    # The summary table is still one header, one rule and one row per field: nothing split a row.
+    table = lines[lines.index("| | |"):]
+    table = table[:table.index("")]
+    assert table[1] == "|---|---|" and all(line.startswith("| ") and line.endswith(" |") for line in table[2:]), table
+    assert [line.split(" | ")[0] for line in table[2:]] == [
+        "| Change", "| Digest", "| Owner", "| Reason", "| Environment", "| Operator", "| Started (UTC)",
+        "| Finished (UTC)", "| Result"]
+
+
 def test_preflight_lists_every_reason_and_changes_nothing(flows):
     blocker = flows.db.connect(autocommit=False, application_name="long-report")
     try:

@@ -50,8 +50,9 @@ def fatal_lines(run):
 
 def lost_job(db, change_id, environment="local", state="running", kind="apply"):
     """A ledger row; a running one with no backend_pid has no session: lost."""
-    db.execute(ledger.CREATE_SCHEMA)
-    db.execute(ledger.CREATE_TABLE)
+    if db.fetchval("SELECT pg_catalog.to_regclass('indexops.jobs')") is None:  # the DDL has no IF NOT EXISTS
+        db.execute(ledger.CREATE_SCHEMA)
+        db.execute(ledger.CREATE_TABLE)
     return db.fetchone(
         "INSERT INTO indexops.jobs (change_id, spec_digest, kind, action, environment, state, owner, backend_pid) "
         "VALUES (%s, 'digest', %s, 'created', %s, %s, 'team-test', NULL) RETURNING job_id",

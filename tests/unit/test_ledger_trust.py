@@ -1,0 +1,49 @@
+"""ledger.refusal: which catalog facts make the ledger untrusted (pure; the catalog reads are tested
+against real PostgreSQL in tests/integration/test_security.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible.module_utils.indexops.ledger import LedgerFacts, refusal
+
+SCHEMA = {"kind": "schema", "name": "indexops", "relkind": None, "oid": 1, "owner": "indexops"}
+TABLE = {"kind": "table", "name": "indexops.jobs", "relkind": "r", "oid": 2, "owner": "indexops"}
+INDEX = {"kind": "index", "name": "indexops.jobs_change_idx", "relkind": "i", "oid": 3, "owner": "indexops"}
+CLEAN = {"row_security": False, "triggers": [], "rules": [], "policies": [], "inheritance": [], "foreign_code": []}
+
+
+def facts(objects=(SCHEMA, TABLE, INDEX), code=None, owner=None):
+    return LedgerFacts(role="indexops", trusted=tuple(filter(None, ("indexops", owner))), objects=list(objects),
+                       table_code={**CLEAN, **(code or {})})
+
+
+def test_no_schema_and_our_own_ledger_are_trusted():
+    assert refusal(LedgerFacts(role="indexops", trusted=("indexops",))) is None
+    assert refusal(facts()) is None
+
+
+@pytest.mark.parametrize(("ledger", "message"), [
+    (facts([{**SCHEMA, "owner": "app"}]), "schema indexops is owned by role app, not by indexops"),
+    (facts([SCHEMA, {**TABLE, "owner": "app"}]), "table indexops.jobs is owned by role app, not by indexops"),
+    (facts([SCHEMA, TABLE, {"kind": "function", "name": "indexops.now()", "relkind": None, "oid": 9,
+                            "owner": "app"}]), "function indexops.now() is owned by role app"),
+    (facts([SCHEMA, {**TABLE, "kind": "view", "relkind": "v"}]), "indexops.jobs is a view, not a plain table"),
+    (facts([SCHEMA, {**TABLE, "kind": "partitioned table", "relkind": "p"}]), "is a partitioned table"),
+    (facts(code={"triggers": ["pwn"]}), "table indexops.jobs has a trigger pwn that indexops did not create"),
+    (facts(code={"rules": ["spy"]}), "has a rule spy"),
+    (facts(code={"policies": ["p"]}), "has a row-level security policy p"),
+    (facts(code={"row_security": True}), "has row-level security enabled"),
+    (facts(code={"inheritance": ["public.child"]}), "has an inheritance parent or child public.child"),
+    (facts(code={"foreign_code": ["function public.evil()"]}),
+     "default, constraint, index or column type using function public.evil()"),
+])
+def test_anything_not_ours_is_refused_with_the_object_and_its_owner(ledger, message):
+    what, _ = refusal(ledger)
+    assert message in what
+
+
+def test_a_shared_owner_named_in_the_policy_is_trusted_as_well_as_the_login_role():
+    shared = [{**SCHEMA, "owner": "ledger_team"}, TABLE, INDEX]
+    assert refusal(facts(shared)) is not None
+    assert refusal(facts(shared, owner="ledger_team")) is None

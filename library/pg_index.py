@@ -284,7 +284,9 @@ notes:
   - The CONCURRENTLY statements run with the session's C(lock_timeout) set to 0 while a second
     session (C(application_name=indexops-watch/<name>)) reads the statement's ungranted lock from
     C(pg_locks) every 0.2 s and sends a cancel request, with the statement's own cancel key, when a
-    limit is reached.
+    limit is reached. A run therefore uses two connections. The second one stays open, idle, for the
+    whole job and the ledger names it as the job's client, so that a pg_index process that dies is
+    seen at once (M(pg_index_status) calls its job lost) even while its build goes on in the server.
   - The definition check creates an empty temporary table (C(LIKE) the target) and an index on it
     inside a transaction that is always rolled back. It needs the TEMPORARY privilege on the
     database (granted to PUBLIC by default) and takes ACCESS SHARE on the table.
@@ -377,7 +379,11 @@ action:
   sample: created
   choices: [created, dropped, rebuilt, repaired_invalid, replaced, none]
 sql:
-  description: The DDL statements in order; in check mode, the statements that would run.
+  description:
+    - The DDL statements in order; in check mode, the statements that would run.
+    - When the run fails after it started its DDL, the statements it started (a retried one once),
+      with the cleanup of its own leftover; RV(attempts), RV(lock_wait_s), RV(txn_wait_s) and
+      RV(duration_s) are returned then too.
   returned: always
   type: list
   elements: str

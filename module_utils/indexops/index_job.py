@@ -183,6 +183,7 @@ class IndexJob:
         self.conn = None
         self.counter = RetryCounter()
         self.statements = []
+        self.tried = []  # every statement started, retries once, cleanups included: what a failure reports
         self.started = time.monotonic()
         self.table_row = None
         self.locked = False
@@ -333,6 +334,8 @@ class IndexJob:
             result["expectations"] = self.expectations(result, schema, name)
         except Exception as exc:
             self.record_failure(job_id, plan.action, exc)
+            if isinstance(exc, IndexOpsError):
+                exc.details.update(self.measured_so_far())
             raise
         unmet = [item for item in result["expectations"] if not item["met"]]
         self.record_finish(job_id, state="failed" if unmet else "succeeded", action=plan.action,
@@ -380,6 +383,9 @@ class IndexJob:
         if not self.ledger:
             return None
         ledger.ensure(self.conn, self.ledger_owner)
+        # The job's client session (see watch_session) is opened first: a run that cannot open its
+        # second connection (max_connections) stops here, before it records a job it cannot run.
+        client = self.watch_session()
         job_id = ledger.start(self.conn, {
             **{key: self.ledger.get(key) for key in LEDGER_FIELDS},
             "action": plan.action, "index_schema": schema, "index_name": name,
@@ -389,7 +395,7 @@ class IndexJob:
         # Earlier runs of this change whose session is gone can never record their end: close them.
         ledger.close_lost(self.conn, self.ledger.get("change_id"), self.ledger.get("environment"), job_id)
         self.job_id = job_id
-        self.watch_session()  # opened now: it is the job's client session for the whole run
+        ledger.name_client(self.conn, job_id, client.get_backend_pid())
         return job_id
 
     def record_refusal(self, exc, schema, name):
@@ -409,6 +415,14 @@ class IndexJob:
         if self.conn.closed:
             self.conn = self.reconnect()
         ledger.finish(self.conn, job_id, attempts=self.counter.attempts, **fields)
+
+    def measured_so_far(self):
+        """What a failed run did, for its result: the statements tried and the waits, so that a report
+        of a failure never says that nothing ran."""
+        return {"sql": list(self.tried), "attempts": self.counter.attempts,
+                "lock_wait_s": round(self.counter.lock_wait_s, 3),
+                "txn_wait_s": round(self.transactions_waited_s, 3),
+                "duration_s": round(time.monotonic() - self.started, 3)}
 
     def record_failure(self, job_id, action, exc):
         """Finish the job as failed; when even the ledger cannot be reached (the server is down),
@@ -501,6 +515,11 @@ class IndexJob:
         except psycopg2.Error as exc:
             raise self.ddl_error(step, schema, exc) from None
 
+    def note_tried(self, statement):
+        text = statement.as_string(self.conn)
+        if not self.tried or self.tried[-1] != text:
+            self.tried.append(text)
+
     def build_wait_left(self):
         """What is left of build_wait_timeout, a budget for the whole run (None: no limit)."""
         limit = self.safety.build_wait_timeout_s
@@ -509,6 +528,7 @@ class IndexJob:
     def execute(self, statement, *, watched, build_wait_timeout_s):
         """Run one DDL statement. A watched (CONCURRENTLY) one runs with the server's lock_timeout off
         while a second session cuts only its relation-lock waits at lock_timeout (waits.py)."""
+        self.note_tried(statement)
         if not watched:
             with self.conn.cursor() as cur:
                 cur.execute(statement)

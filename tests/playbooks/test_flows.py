@@ -193,6 +193,35 @@ def test_an_unmet_expectation_fails_the_apply_and_says_which(flows):
     assert "| max_size | 1kB |" in flows.reports("orders-tiny", ".md")[-1].read_text()
 
 
+def test_a_failed_apply_reports_what_it_tried_not_nothing(flows):
+    """A session holds the table: every attempt is cut at lock_timeout. The summary and the report
+    say it failed, how many attempts it made and which statement it tried (issue 16, item 1)."""
+    holder = flows.db.connect(autocommit=False, application_name="test/holder")
+    with holder.cursor() as cur:
+        cur.execute("LOCK TABLE public.orders IN SHARE MODE")
+    try:
+        run = flows.run("apply", indexops_lock_timeout="200ms", indexops_lock_retries=3)
+    finally:
+        holder.close()
+
+    refused(run, "within lock_timeout 200ms in 3 attempts")
+    summary = re.search(r"pgtest: FAILED, ([0-9.]+) s, 3 attempt\(s\), lock waits ([0-9.]+) s", run.output)
+    assert summary, run.describe()
+    assert float(summary.group(2)) >= 0.6
+    host = flows.report()["hosts"]["pgtest"]
+    assert host["attempts"] == 3 and host["lock_wait_s"] >= 0.6
+    assert host["sql"] == ['CREATE INDEX CONCURRENTLY "orders_customer_created_idx" ON "public"."orders" '
+                           'USING "btree" ("customer_id", "created_at" DESC)']
+    markdown = flows.reports(suffix=".md")[-1].read_text()
+    assert "| Action | **failed** |" in markdown
+    assert "| Attempts | 3 (lock waits" in markdown
+    assert "SQL started before it failed:" in markdown and "nothing needed to change" not in markdown
+    assert flows.index() is None  # nothing left behind
+    [job] = flows.ledger()
+    assert job["state"] == "failed" and "in 3 attempts" in job["last_error"]
+    assert flows.db.fetchval("SELECT attempts FROM indexops.jobs WHERE change_id = %s", (CHANGE,)) == 3
+
+
 def test_apply_waits_out_an_old_snapshot_and_says_how_long_it_waited(flows):
     """A reporting transaction older than lock_timeout: the build waits for it (nobody queues behind
     that wait) and succeeds in one attempt; the summary and the report say how long it waited."""

@@ -328,3 +328,35 @@ def test_unwatched_statements_keep_the_servers_lock_timeout(db):
     assert "within lock_timeout 200ms in 2 attempts" in result["msg"]
     assert f"pid {blocker_pid}" in result["msg"]
     assert index_state(db, "t_status_idx") is None
+
+
+def test_rebuild_past_build_wait_timeout_keeps_the_old_index_and_leaves_no_ccnew(db):
+    make_table(db)
+    db.execute("CREATE INDEX t_status_idx ON t (status)")
+    oid_before = db.fetchval("SELECT 'public.t_status_idx'::regclass::oid")
+    with snapshot_holder(db) as holder:
+        holder_pid = holder.get_backend_pid()
+        result = run_pg_index(db, name="t_status_idx", table="t", state="rebuilt", lock_timeout=LOCK_TIMEOUT,
+                              build_wait_timeout="1s")
+    assert result.get("failed") is True, result
+    assert f"pid {holder_pid} (test/snapshot-holder" in result["msg"], result["msg"]
+    assert "longer than build_wait_timeout 1s" in result["msg"]
+    assert result["retry_safe"] is True
+    # REINDEX CONCURRENTLY stopped before its swap: the original index is untouched and valid.
+    assert db.fetchval("SELECT 'public.t_status_idx'::regclass::oid") == oid_before
+    assert index_state(db, "t_status_idx") == (True, True)
+    assert invalid_indexes(db) == []  # its t_status_idx_ccnew was dropped
+
+
+def test_rebuild_behind_a_table_lock_is_cut_at_lock_timeout_and_retried(db):
+    make_table(db)
+    db.execute("CREATE INDEX t_status_idx ON t (status)")
+    with session(db, "test/blocker", "LOCK TABLE public.t IN SHARE ROW EXCLUSIVE MODE") as blocker:
+        blocker_pid = blocker.get_backend_pid()
+        result = run_pg_index(db, name="t_status_idx", table="t", state="rebuilt", lock_timeout=LOCK_TIMEOUT,
+                              lock_retries=3, lock_retry_delay=0.1)
+    assert result.get("failed") is True, result
+    assert "within lock_timeout 200ms in 3 attempts" in result["msg"], result["msg"]
+    assert f"pid {blocker_pid} (test/blocker" in result["msg"], result["msg"]
+    assert index_state(db, "t_status_idx") == (True, True)
+    assert invalid_indexes(db) == []

@@ -113,8 +113,9 @@ options:
     description:
       - Connection to the rehearsal environment's database whose ledger holds the rehearsals, for
         O(rehearsal_source=ledger). Unset options fall back to libpq's C(PG*) variables and C(.pgpass).
-      - Required when O(rehearsal_source=ledger) and O(require_rehearsal=true). When the rehearsal is not
-        required and the ledger cannot be read, the module warns and returns no rehearsal.
+      - Required when O(rehearsal_source=ledger) and O(require_rehearsal=true). The ledger is read only when
+        the rehearsal is required (rollbacks, cleanups and rehearsals never connect to it); otherwise
+        RV(rehearsal) is null.
       - The role needs USAGE on schema C(indexops) and SELECT on C(indexops.jobs); nothing else.
     type: dict
     suboptions:
@@ -433,14 +434,13 @@ def main():
     params = {**module.params, "ledger_where": where_text(ledger) if ledger else None}
     try:
         policy = build_policy(params)
-        evidence = read_ledger(module) if policy.require_rehearsal or ledger else None
+        # Only a required rehearsal is worth a connection to another environment's server.
+        evidence = read_ledger(module) if policy.require_rehearsal else None
         result = decide(policy, evidence)
     except IndexOpsError as exc:
         module.fail_json(msg=exc.msg, retry_safe=exc.retry_safe, **exc.details)
     except Exception as exc:  # an unexpected failure still gets one clear line and the traceback
         module.fail_json(msg=f"indexops_gate failed unexpectedly: {exc}", exception=traceback.format_exc())
-    if evidence and evidence["error"] and not policy.require_rehearsal:
-        module.warn(f"the rehearsal ledger ({params['ledger_where']}) could not be read: {evidence['error']}")
     if not result["go"] and module.params["fail_on_refusal"]:
         module.fail_json(msg=refusal_message(result), **result)
     module.exit_json(**result)

@@ -14,7 +14,8 @@ to do:
      so a file written on the control node cannot pass the gate.
 
 Read-only operations (``read``) skip the kill switch and the window. The newest matching rehearsal
-is returned whether or not one is required, because preflight scales its duration estimate from it.
+is returned whether or not one is required, because preflight scales its duration estimate from it
+(from the ledger only when the caller read it: indexops_gate reads it only when a rehearsal is required).
 Nothing here talks to a database; the inputs besides the options are reports_dir/<change>/*.json
 (source reports) or the ledger rows the caller read (source ledger).
 """

@@ -182,3 +182,15 @@ def test_the_password_never_appears_in_the_result(db, roles):
     result = gate(ledger_params(params))
 
     assert params["login_password"] not in str(result)
+
+
+def test_a_run_that_needs_no_rehearsal_never_connects_to_the_ledger(db):
+    """Rollback, cleanup and rehearse runs pass require_rehearsal=false: no connection to another environment."""
+    rehearse(db)
+    before = db.fetchval("SELECT count(*) FROM indexops.jobs")
+
+    result = gate(ledger_params(db.params, login_user="no_such_role_anywhere"), require_rehearsal=False)
+
+    assert "failed" not in result, result.get("msg")
+    assert result["go"] is True and result["rehearsal"] is None and not result.get("warnings")
+    assert db.fetchval("SELECT count(*) FROM indexops.jobs") == before

@@ -254,6 +254,10 @@ def test_rehearse_and_apply_through_ansible_runner_with_the_gate_reading_staging
         thread.join(JOB_TIMEOUT_S + 30)
     succeeded(rehearsal)
     assert progress in rehearsal.stdout and "waits on pid" in rehearsal.stdout, rehearsal.describe()
+    # AWX shows them under the task that printed them: display lines become events of that task.
+    progress_events = [event for event in rehearsal.events if progress in (event.get("stdout") or "")]
+    assert progress_events and all(event["event_data"].get("task") == "Wait for the background job, one progress "
+                                   "line per poll" for event in progress_events), progress_events
     steps = [(res.get("action"), res.get("valid")) for res in rehearsal.results("indexops_wait")]
     assert steps == [("created", True), ("dropped", False), ("created", True)], steps
     first_build = rehearsal.results("indexops_wait")[0]

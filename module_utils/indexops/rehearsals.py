@@ -17,6 +17,12 @@ It is complete when it has all its jobs, and it succeeded when every job is ``su
 may mark the last one so: the rehearsal still happened). Its time is the last job's ``finished_at``.
 Its measurements are the ``observed`` values of the job that built the index: the first apply, or the
 second one when the first found the index already there (action ``none``), as the report does.
+
+The ledger has no run id, so runs are told apart by order alone. One case reads differently from the
+reports: a rehearsal stopped after its rollback (the control node died before the second apply),
+followed by a new rehearsal, is read as apply, rollback and the new run's first apply. That still
+shows the same digest applied, rolled back and applied again, so it counts; the new run's remaining
+jobs then form a run of their own.
 """
 
 from __future__ import annotations

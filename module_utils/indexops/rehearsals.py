@@ -21,8 +21,8 @@ second one when the first found the index already there (action ``none``), as th
 The ledger has no run id, so runs are told apart by order alone. One case reads differently from the
 reports: a rehearsal stopped after its rollback (the control node died before the second apply),
 followed by a new rehearsal, is read as apply, rollback and the new run's first apply. That still
-shows the same digest applied, rolled back and applied again, so it counts; the new run's remaining
-jobs then form a run of their own.
+shows the same digest applied, rolled back and applied again, so it counts; the new run's rollback is
+then skipped and its second apply is an incomplete run of its own (tests/unit/cases/rehearsals.yml).
 """
 
 from __future__ import annotations

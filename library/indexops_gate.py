@@ -14,16 +14,25 @@ description:
   - "Kill switch: with O(enabled=false) no DDL runs. A break-glass override never passes it."
   - "Maintenance window: DDL runs only inside O(maintenance_window); when it is closed the result
     says when it opens."
-  - "Rehearsal: with O(require_rehearsal=true) the change must have a successful rehearsal report
-    (C(kind: rehearse), C(success: true)) with the same O(digest), from one of
-    O(rehearsal_environments), finished within O(rehearsal_max_age). Reports are read from
-    C(<reports_dir>/<change_id>/*.json); the newest match wins."
+  - "Rehearsal: with O(require_rehearsal=true) the change must have a successful rehearsal with the
+    same O(digest), from one of O(rehearsal_environments), finished within O(rehearsal_max_age); the
+    newest match wins. Where the evidence comes from is O(rehearsal_source)."
+  - "O(rehearsal_source=reports): rehearsal reports (C(kind: rehearse), C(success: true)) in
+    C(<reports_dir>/<change_id>/*.json) on the control node. Anyone who can write there can forge one,
+    and a control node that keeps nothing between runs (AWX, ansible-runner) has none."
+  - "O(rehearsal_source=ledger): the jobs of the change in the rehearsal environment's ledger
+    (C(indexops.jobs) in the database O(rehearsal_ledger) names), read in a read-only session after
+    checking that the ledger is owned by the login role or O(rehearsal_ledger.ledger_owner). A rehearsal
+    counts when its three jobs follow each other for that change and environment (C(rehearse), then
+    C(rollback), then C(rehearse); a rebuild: two C(rehearse) jobs), all with the same digest and none
+    failed; its time is the last job's C(finished_at); C(duration_s) and C(table_bytes) come from the
+    C(observed) values of the job that built the index. Report files are not read at all."
   - A break-glass O(override_reason) passes the window and the rehearsal requirement; the result
     lists what it passed in RV(overridden) and sets RV(override), so the reason and the operator
     can be recorded in the ledger and the report.
   - O(operation=read) (preflight, status, cleanup listings) skips the kill switch and the window.
-  - Runs on the control node and never connects to a database; use it with C(delegate_to=localhost)
-    and C(run_once=true).
+  - Runs on the control node; use it with C(delegate_to=localhost) and C(run_once=true). It connects to
+    a database only with O(rehearsal_source=ledger), and then only reads.
 version_added: "0.1.0"
 author: indexops contributors
 options:
@@ -88,9 +97,63 @@ options:
     type: str
     default: 7d
   reports_dir:
-    description: Directory holding C(<change_id>/<env>-<timestamp>.json) reports, on the control node.
+    description:
+      - Directory holding C(<change_id>/<env>-<timestamp>.json) reports, on the control node.
+      - Read only with O(rehearsal_source=reports).
     type: path
     default: reports
+  rehearsal_source:
+    description:
+      - Where the evidence of a rehearsal comes from. V(reports) (rehearsal reports in O(reports_dir)) or
+        V(ledger) (the rehearsal environment's ledger, see O(rehearsal_ledger)).
+    type: str
+    choices: [reports, ledger]
+    default: reports
+  rehearsal_ledger:
+    description:
+      - Connection to the rehearsal environment's database whose ledger holds the rehearsals, for
+        O(rehearsal_source=ledger). Unset options fall back to libpq's C(PG*) variables and C(.pgpass).
+      - Required when O(rehearsal_source=ledger) and O(require_rehearsal=true). The ledger is read only when
+        the rehearsal is required (rollbacks, cleanups and rehearsals never connect to it); otherwise
+        RV(rehearsal) is null.
+      - The role needs USAGE on schema C(indexops) and SELECT on C(indexops.jobs); nothing else.
+    type: dict
+    suboptions:
+      login_host:
+        description: Host of the rehearsal environment's server; unset uses C(PGHOST).
+        type: str
+      login_port:
+        description: Port; unset uses C(PGPORT) or 5432.
+        type: int
+      login_user:
+        description: Role to read the ledger as; unset uses C(PGUSER).
+        type: str
+      login_password:
+        description: Password; prefer C(.pgpass) or C(PGPASSWORD). Never logged.
+        type: str
+      login_unix_socket:
+        description: Directory of the server's Unix socket, instead of O(rehearsal_ledger.login_host).
+        type: str
+      db:
+        description: Database whose ledger holds the rehearsal (where the rehearsal ran); unset uses C(PGDATABASE).
+        type: str
+      ssl_mode:
+        description: libpq C(sslmode).
+        type: str
+        choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ssl_rootcert:
+        description: CA certificate file (libpq C(sslrootcert)).
+        type: path
+      ledger_owner:
+        description:
+          - A role besides O(rehearsal_ledger.login_user) that may own schema C(indexops) there (the rehearsal
+            environment's apply role, when the gate reads as a read-only role). A ledger owned by anyone else is
+            not read.
+        type: str
+      connect_timeout:
+        description: Seconds to wait for the connection.
+        type: int
+        default: 10
   override_reason:
     description:
       - Break glass. Passes a closed window and a missing rehearsal, never the kill switch.
@@ -109,12 +172,14 @@ options:
 attributes:
   check_mode:
     support: full
-    details: The module only reads report files; check mode returns the same result.
+    details: The module only reads report files or the rehearsal ledger; check mode returns the same result.
   diff_mode:
     support: none
 notes:
   - The module never reports C(changed).
   - Unreadable report files are counted in the refusal, never used.
+  - "With O(rehearsal_source=ledger) a ledger that cannot be read (unreachable, not owned by the trusted role,
+    not readable) is named in the refusal with the reason; running again is safe."
 seealso:
   - module: indexops_change
     description: Reads a change file and returns its digest.
@@ -141,6 +206,24 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
   register: indexops_gate
+
+- name: Take the evidence from staging's ledger, not from files on this machine
+  indexops_gate:
+    change_id: "{{ change }}"
+    digest: "{{ indexops_change.digest }}"
+    environment: production
+    require_rehearsal: true
+    rehearsal_source: ledger
+    rehearsal_ledger:
+      login_host: db.staging.example.com
+      login_port: 5432
+      login_user: indexops_gate
+      db: app
+      ssl_mode: verify-full
+      ssl_rootcert: /etc/indexops/staging-ca.crt
+      ledger_owner: indexops
+  delegate_to: localhost
+  run_once: true
 
 - name: Ask without failing, to list what would be refused
   indexops_gate:
@@ -185,9 +268,19 @@ rehearsal:
   returned: always
   type: dict
   contains:
-    path:
-      description: Path of the report's JSON file.
+    source:
+      description: V(reports) or V(ledger), as O(rehearsal_source).
       type: str
+    path:
+      description: Path of the report's JSON file; null for a rehearsal found in the ledger.
+      type: str
+    where:
+      description: The report's path, or the ledger's table, database and server.
+      type: str
+    job_ids:
+      description: The ledger jobs that make up the rehearsal (source V(ledger) only).
+      type: list
+      elements: int
     environment:
       description: Environment the rehearsal ran on.
       type: str
@@ -203,12 +296,22 @@ rehearsal:
     table_bytes:
       description: Size of the rehearsal's table, to scale RV(rehearsal.duration_s) to another environment.
       type: int
+    size_bytes:
+      description: Size of the index the rehearsal built (source V(ledger) only).
+      type: int
+    table_rows_estimate:
+      description: Estimated rows of the rehearsal's table (source V(ledger) only).
+      type: int
     digest:
       description: The change digest the rehearsal ran with.
       type: str
     operator:
       description: Who ran the rehearsal.
       type: str
+rehearsal_source:
+  description: Where the evidence was looked for, as O(rehearsal_source).
+  returned: always
+  type: str
 window:
   description: The maintenance window's state now.
   returned: always
@@ -244,10 +347,30 @@ changed:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible.module_utils.indexops.connection import HAS_PSYCOPG2
 from ansible.module_utils.indexops.errors import IndexOpsError
 from ansible.module_utils.indexops.gate import build_policy, decide
+from ansible.module_utils.indexops.rehearsals import where_text
+
+if HAS_PSYCOPG2:
+    import psycopg2
+
+APPLICATION_NAME = "indexops-gate/{change_id}"
+
+LEDGER_OPTIONS = {
+    "login_host": {"type": "str"},
+    "login_port": {"type": "int"},
+    "login_user": {"type": "str"},
+    "login_password": {"type": "str", "no_log": True},
+    "login_unix_socket": {"type": "str"},
+    "db": {"type": "str"},
+    "ssl_mode": {"type": "str", "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]},
+    "ssl_rootcert": {"type": "path"},
+    "ledger_owner": {"type": "str"},
+    "connect_timeout": {"type": "int", "default": 10},
+}
 
 WINDOW_OPTIONS = {
     "days": {"type": "list", "elements": "str"},
@@ -269,6 +392,8 @@ def argument_spec():
         "rehearsal_environments": {"type": "list", "elements": "str", "default": ["staging"]},
         "rehearsal_max_age": {"type": "str", "default": "7d"},
         "reports_dir": {"type": "path", "default": "reports"},
+        "rehearsal_source": {"type": "str", "choices": ["reports", "ledger"], "default": "reports"},
+        "rehearsal_ledger": {"type": "dict", "options": LEDGER_OPTIONS},
         "override_reason": {"type": "str"},
         "operator": {"type": "str"},
         "now": {"type": "str"},
@@ -284,10 +409,34 @@ def refusal_message(result):
     return " ".join(f"({number}) {reason}" for number, reason in enumerate(reasons, start=1))
 
 
+def read_ledger(module):
+    """The change's rows from the rehearsal ledger ({jobs, error}), or None when none is to be read."""
+    params = module.params
+    if params["rehearsal_source"] != "ledger" or not params["rehearsal_ledger"]:
+        return None
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"))
+    from ansible.module_utils.indexops.rehearsal_ledger import read_jobs  # only this source needs a database
+
+    try:
+        jobs = read_jobs(params["rehearsal_ledger"], params["change_id"],
+                         APPLICATION_NAME.format(change_id=params["change_id"]))
+    except IndexOpsError as exc:
+        return {"jobs": None, "error": exc.msg}
+    except psycopg2.Error as exc:  # a server error while reading: named, never a traceback
+        return {"jobs": None, "error": f"PostgreSQL said: {' '.join(str(exc).split())}"}
+    return {"jobs": jobs, "error": None}
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    ledger = module.params["rehearsal_ledger"]
+    params = {**module.params, "ledger_where": where_text(ledger) if ledger else None}
     try:
-        result = decide(build_policy(module.params))
+        policy = build_policy(params)
+        # Only a required rehearsal is worth a connection to another environment's server.
+        evidence = read_ledger(module) if policy.require_rehearsal else None
+        result = decide(policy, evidence)
     except IndexOpsError as exc:
         module.fail_json(msg=exc.msg, retry_safe=exc.retry_safe, **exc.details)
     except Exception as exc:  # an unexpected failure still gets one clear line and the traceback

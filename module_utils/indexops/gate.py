@@ -5,12 +5,19 @@ to do:
 
 1. the kill switch (``indexops_enabled``) — DDL only; a break-glass override never passes it;
 2. the maintenance window — DDL only; the override passes it;
-3. the rehearsal requirement — a successful ``rehearse`` report of the same change digest, from one
-   of the rehearsal environments, finished within the maximum age; the override passes it.
+3. the rehearsal requirement — a successful rehearsal of the same change digest, from one of the
+   rehearsal environments, finished within the maximum age; the override passes it. The evidence
+   comes from one of two sources (``rehearsal_source``):
+   - ``reports``: ``rehearse`` reports in reports_dir/<change>/*.json on the control node;
+   - ``ledger``: the rehearsal environment's ledger (indexops.jobs), read by the module beforehand
+     (rehearsal_ledger.py) and judged here (rehearsals.py). Report files are not read at all then,
+     so a file written on the control node cannot pass the gate.
 
 Read-only operations (``read``) skip the kill switch and the window. The newest matching rehearsal
-is returned whether or not one is required, because preflight scales its duration estimate from it.
-Nothing here talks to a database; the only input besides the options is reports_dir/<change>/*.json.
+is returned whether or not one is required, because preflight scales its duration estimate from it
+(from the ledger only when the caller read it: indexops_gate reads it only when a rehearsal is required).
+Nothing here talks to a database; the inputs besides the options are reports_dir/<change>/*.json
+(source reports) or the ledger rows the caller read (source ledger).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ansible.module_utils.indexops import rehearsals
 from ansible.module_utils.indexops.changefile import CHANGE_SCHEMA
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
 from ansible.module_utils.indexops.spec import duration_seconds
@@ -36,6 +44,7 @@ CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
 CHANGE_ID = re.compile(CHANGE_SCHEMA["properties"]["id"]["pattern"])
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 OPERATIONS = ("ddl", "read")
+SOURCES = ("reports", "ledger")
 REHEARSAL_KIND = "rehearse"
 
 # Why a rehearsal report did not count, in the order the checks run, with how the refusal says it.
@@ -43,6 +52,7 @@ NOT_COUNTED = {
     "digest": "{n} for another digest (the change was edited after it)",
     "environment": "{n} from {others} (only rehearsals from {allowed} count)",
     "failed": "{n} failed",
+    "incomplete": "{n} incomplete (not yet applied, rolled back and applied again, or still running)",
     "age": "{n} older than {max_age}",
     "unreadable": "{n} unreadable",
 }
@@ -104,6 +114,8 @@ class Policy:
     override_reason: str | None
     operator: str | None
     now: dt.datetime
+    rehearsal_source: str = "reports"
+    ledger_where: str | None = None  # where the rehearsal ledger is (source ledger), None when none is set
 
 
 def days_text(days):
@@ -236,6 +248,14 @@ def build_policy(params, now=None):
         raise input_error("a break-glass override_reason was given without an operator",
                           "the name of the person breaking glass (-e indexops_operator=<name>), so it can be recorded")
     max_age = params.get("rehearsal_max_age") or "7d"
+    source = params.get("rehearsal_source") or "reports"
+    if source not in SOURCES:
+        raise input_error(f"rehearsal_source is {source!r}", "reports or ledger")
+    ledger_where = params.get("ledger_where")
+    if source == "ledger" and params.get("require_rehearsal") and not ledger_where:
+        raise input_error("rehearsal_source is ledger and a rehearsal is required, but no rehearsal ledger is set",
+                          "rehearsal_ledger (indexops_rehearsal_ledger in group_vars) with the login_host, login_port, "
+                          "login_user and db of the rehearsal environment's database")
     return Policy(
         change_id=change_id, digest=digest, environment=str(params.get("environment") or ""), operation=operation,
         enabled=bool(params.get("enabled", True)), window=parse_window(params.get("maintenance_window")),
@@ -243,6 +263,7 @@ def build_policy(params, now=None):
         rehearsal_max_age=str(max_age), rehearsal_max_age_s=max_age_seconds(max_age),
         reports_dir=str(params.get("reports_dir") or "reports"), override_reason=override, operator=operator,
         now=parse_instant(params["now"], "now") if params.get("now") else (now or dt.datetime.now(UTC)),
+        rehearsal_source=source, ledger_where=ledger_where if source == "ledger" else None,
     )
 
 
@@ -289,7 +310,8 @@ def find_rehearsal(policy):
     finished, path, report = max(matches, key=lambda item: (item[0], item[1]))
     measurements = report.get("measurements") or {}
     return {
-        "path": path, "environment": report.get("environment"), "finished_at": finished.isoformat(),
+        "source": "reports", "path": path, "where": path, "environment": report.get("environment"),
+        "finished_at": finished.isoformat(),
         "age_s": (policy.now - finished).total_seconds(), "duration_s": measurements.get("duration_s"),
         "table_bytes": measurements.get("table_bytes"), "digest": report.get("digest"),
         "operator": report.get("operator"),
@@ -325,7 +347,17 @@ def _judge(report, policy):
     return None, finished
 
 
+def find_ledger_rehearsal(policy, ledger):
+    """Like find_rehearsal, from the rows ``ledger`` holds ({jobs, error}; None when nothing was read)."""
+    if not ledger or ledger.get("jobs") is None:
+        return None, {}
+    return rehearsals.newest(ledger["jobs"], policy.digest, policy.rehearsal_environments,
+                             policy.rehearsal_max_age_s, policy.now, policy.ledger_where)
+
+
 def _not_counted_text(not_counted, policy):
+    noun = "rehearsal in the ledger" if policy.rehearsal_source == "ledger" else "rehearsal report"
+    plural = "rehearsals in the ledger" if policy.rehearsal_source == "ledger" else "rehearsal reports"
     parts = []
     for verdict, template in NOT_COUNTED.items():
         environments = not_counted.get(verdict)
@@ -334,13 +366,13 @@ def _not_counted_text(not_counted, policy):
             parts.append(template.format(n=len(environments), others=others, max_age=policy.rehearsal_max_age,
                                          allowed=" or ".join(policy.rehearsal_environments)))
     total = sum(len(items) for items in not_counted.values())
-    return f" ({total} rehearsal report{'s' if total != 1 else ''} did not count: {', '.join(parts)})" if parts else ""
+    return f" ({total} {noun if total == 1 else plural} did not count: {', '.join(parts)})" if parts else ""
 
 
 # --------------------------------------------------------------------------- the checks
 
 
-def check_kill_switch(policy, _window, _rehearsal, _not_counted):
+def check_kill_switch(policy, _window, _rehearsal, _not_counted, _ledger=None):
     if policy.enabled:
         return None
     return (f"refused: indexops is switched off on {policy.environment} (indexops_enabled: false), so no DDL runs "
@@ -348,7 +380,7 @@ def check_kill_switch(policy, _window, _rehearsal, _not_counted):
             "changes are allowed again")
 
 
-def check_window(policy, window, _rehearsal, _not_counted):
+def check_window(policy, window, _rehearsal, _not_counted, _ledger=None):
     if window["open"]:
         return None
     zone = policy.window.zone
@@ -359,14 +391,23 @@ def check_window(policy, window, _rehearsal, _not_counted):
             f"({window['opens_at']}, in {span_text((opens - policy.now).total_seconds())}); run again then")
 
 
-def check_rehearsal(policy, _window, rehearsal, not_counted):
+def searched_text(policy, ledger):
+    """Where the gate looked, and why it could not look there when it could not."""
+    if policy.rehearsal_source == "reports":
+        return os.path.join(policy.reports_dir, policy.change_id, "")
+    where = f"the rehearsal ledger ({policy.ledger_where})"
+    error = (ledger or {}).get("error")
+    return f"{where}, which could not be read: {error.rstrip('.')}" if error else where
+
+
+def check_rehearsal(policy, _window, rehearsal, not_counted, ledger=None):
     if not policy.require_rehearsal or rehearsal is not None:
         return None
-    where = os.path.join(policy.reports_dir, policy.change_id, "")
     first = policy.rehearsal_environments[0]
     return (f"refused: {policy.environment} requires a successful rehearsal of change {policy.change_id} "
             f"digest {policy.digest[:12]}… from {' or '.join(policy.rehearsal_environments)} within "
-            f"{policy.rehearsal_max_age}; none found in {where}{_not_counted_text(not_counted, policy)} "
+            f"{policy.rehearsal_max_age}; none found in {searched_text(policy, ledger)}"
+            f"{_not_counted_text(not_counted, policy)} "
             f"(run playbooks/rehearse.yml -i inventories/{first} -e change={policy.change_id})")
 
 
@@ -378,13 +419,20 @@ CHECKS = (
 )
 
 
-def decide(policy):
-    """The gate's verdict: go, the refusals that stand, the ones a break-glass override passed."""
+def decide(policy, ledger=None):
+    """The gate's verdict: go, the refusals that stand, the ones a break-glass override passed.
+
+    ``ledger`` (source ledger): {"jobs": the change's ledger rows oldest first, or None, "error": why
+    they could not be read, or None}, as the module read them; None when nothing was read.
+    """
     window = window_state(policy.window, policy.now)
-    rehearsal, not_counted = find_rehearsal(policy)
+    if policy.rehearsal_source == "ledger":
+        rehearsal, not_counted = find_ledger_rehearsal(policy, ledger)
+    else:
+        rehearsal, not_counted = find_rehearsal(policy)
     reasons, overridden = [], []
     for _name, check, operations, overridable in CHECKS:
-        refusal = check(policy, window, rehearsal, not_counted) if policy.operation in operations else None
+        refusal = check(policy, window, rehearsal, not_counted, ledger) if policy.operation in operations else None
         if refusal and overridable and policy.override_reason:
             overridden.append(f"overridden by {policy.operator} (break glass: {policy.override_reason}): "
                               + refusal.removeprefix("refused: "))
@@ -397,6 +445,7 @@ def decide(policy):
         "override": bool(overridden),
         "override_reason": policy.override_reason if overridden else None,
         "rehearsal": rehearsal,
+        "rehearsal_source": policy.rehearsal_source,
         "window": window,
         "now": policy.now.isoformat(),
         "changed": False,

@@ -213,8 +213,10 @@ def test_two_runs_of_the_same_change_never_make_two_builds(db):
     with session(db, "test/writer", "INSERT INTO t VALUES (-1, 'w@example.com', 'open')") as writer:
         first = pg_index_process(db, name="t_status_idx", table="t", columns=["status"], ledger=ledger())
         try:
+            # index_relid is 0 until the build has created its catalog entry.
             build = wait_until(lambda: db.fetchone(
-                "SELECT pid, index_relid::bigint FROM pg_stat_progress_create_index"), "the first build", timeout=120)
+                "SELECT pid, index_relid::bigint FROM pg_stat_progress_create_index WHERE index_relid <> 0"),
+                "the first build", timeout=120)
             refused = run_pg_index(db, name="t_status_idx", table="t", columns=["status"], job_lock_timeout=1,
                                    ledger=ledger())
             assert db.fetchval("SELECT count(*) FROM pg_stat_progress_create_index") == 1  # never a second build

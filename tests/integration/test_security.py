@@ -281,6 +281,8 @@ def test_every_flow_runs_as_a_non_superuser_with_exactly_the_documented_grants(t
     on the table's schema, as CREATE INDEX needs) + owner of schema indexops (a DBA runs CREATE SCHEMA
     indexops AUTHORIZATION <role> once); preflight = the apply role + pg_monitor; status = pg_monitor +
     USAGE on schema indexops + SELECT on indexops.jobs, with ledger_owner naming the apply role."""
+    # PostgreSQL 14 still grants CREATE on schema public to PUBLIC; 15+ does not. Start from 15's default.
+    tdb.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
     app, _ = roles.make("GRANT CREATE ON SCHEMA public TO {role}", login=False)
     tdb.execute(sql.SQL("ALTER TABLE public.t OWNER TO {}").format(sql.Identifier(app)))
     applier, apply_params = roles.make("GRANT {app} TO {role}", "GRANT pg_monitor TO {role}", app=app)

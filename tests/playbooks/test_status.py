@@ -324,7 +324,7 @@ def test_a_job_past_its_time_limit_then_a_terminated_build_shows_as_lost_and_fai
 
         _, during = runner.status([inventory])
         [change_row] = rows_of(during, change=CHANGE)
-        assert change_row["state"] == "building" and f"pid {writer['pid']}" in change_row["progress"]
+        assert change_row["state"] == "building" and f"pid {writer['pid']}" in change_row["progress"], change_row
         [outside] = rows_of(during, index="public.archive_total_idx")
         assert outside["state"] == "building" and outside["change"] == "-"
         assert "outside indexops" in outside["owner"] and "psql-by-hand" in outside["owner"]

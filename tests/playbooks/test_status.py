@@ -319,6 +319,10 @@ def test_a_job_past_its_time_limit_then_a_terminated_build_shows_as_lost_and_fai
 
         assert run.returncode != 0, run.describe()
         assert "ran past its time limit of 3s" in run.stdout and "status.yml" in run.stdout
+        # async_wrapper sets the module's process group only after forking it, so on a loaded machine
+        # the module can escape the time limit's killpg (ansible-core's race, not ours): finish the kill.
+        for proc in job_processes(db):
+            proc.kill()
         build = build_of(db, INDEX)
         assert build is not None and build[1] == HELD_PHASE  # the server's build goes on
 

@@ -261,6 +261,13 @@ def job_died(jid, host, status):
             f"end, so nothing more will come from it. The index is now {index_now(status)}.")
 
 
+def module_crashed(outcome):
+    """Whether a finished job's result is async_wrapper's own word that the module printed no result:
+    it puts the module's raw output under C(data) (C(outdata) when it could not start it) only then,
+    as when the OOM killer or an admin killed the pg_index process but not the watcher above it."""
+    return bool(outcome.get("failed")) and ("data" in outcome or "outdata" in outcome)
+
+
 def client_gone(status):
     job = (status or {}).get("job") or {}
     return job.get("state") == "running" and bool(job.get("client_lost"))
@@ -379,6 +386,8 @@ class ActionModule(ActionBase):
             time.sleep(next(delays))
         self.async_status(jid, mode="cleanup")
         state["finished"] = True
+        if module_crashed(job):
+            self.confirm_died(jid, state)
         outcome = {key: value for key, value in job.items()
                    if key not in ("ansible_job_id", "started", "finished", "results_file", "invocation", "stdout",
                                   "stderr", "stdout_lines", "stderr_lines", "_ansible_parsed")}
@@ -392,6 +401,19 @@ class ActionModule(ActionBase):
         state["result"] = dict(outcome)
         state.update(outcome)
         return state
+
+    def confirm_died(self, jid, state):
+        """The job's watcher outlived its pg_index process and wrote a result without one (a Python
+        traceback from async_wrapper, not the module's). Read the change until the ledger shows the
+        job's client session gone, then fail with what the index is now: never the traceback."""
+        delays = self.delays()
+        status = None
+        for _ in range(JOB_GONE_POLLS + 3):  # the client's backend ends as soon as its socket closes
+            status = self.show(state)
+            if client_gone(status):
+                break
+            time.sleep(next(delays))
+        raise AnsibleActionFail(job_died(jid, self.host, status or {}), result={"job_died": True, **state})
 
     # ----------------------------------------------------------------- attach to a running build
     def attach(self):

@@ -405,15 +405,14 @@ class ActionModule(ActionBase):
     def confirm_died(self, jid, state):
         """The job's watcher outlived its pg_index process and wrote a result without one (a Python
         traceback from async_wrapper, not the module's). Read the change until the ledger shows the
-        job's client session gone, then fail with what the index is now: never the traceback."""
+        job's client session gone, then fail with what the index is now: never the traceback. A module
+        that crashed before its job row (no client session to lose) keeps its own error, which says more."""
         delays = self.delays()
-        status = None
         for _ in range(JOB_GONE_POLLS + 3):  # the client's backend ends as soon as its socket closes
             status = self.show(state)
             if client_gone(status):
-                break
+                raise AnsibleActionFail(job_died(jid, self.host, status), result={"job_died": True, **state})
             time.sleep(next(delays))
-        raise AnsibleActionFail(job_died(jid, self.host, status or {}), result={"job_died": True, **state})
 
     # ----------------------------------------------------------------- attach to a running build
     def attach(self):

@@ -99,18 +99,25 @@ def free_port(host: str = LISTEN_HOST) -> int:
 
 
 def ensure_service_user(name: str = SERVICE_USER) -> pwd.struct_passwd:
-    """Return the passwd entry of the system user the server runs as under root, creating it if needed."""
-    try:
+    """Return the passwd entry of the system user the server runs as under root, creating it if needed.
+
+    Two processes (pytest-xdist workers) starting on a fresh machine would both run useradd; one
+    of them once read back a uid that no longer existed when initdb ran. So creation is serialised
+    with a lock file, and the entry is read again under it.
+    """
+    with open(Path(tempfile.gettempdir()) / "indexops-service-user.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        cmd = [useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent",
+               "--shell", "/usr/sbin/nologin", "--user-group", name]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode not in (0, 9):  # 9: created by a process that did not take the lock
+            raise SandboxError(f"could not create system user {name!r} to run PostgreSQL as: {result.stderr.strip()}")
         return pwd.getpwnam(name)
-    except KeyError:
-        pass
-    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    cmd = [useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent",
-           "--shell", "/usr/sbin/nologin", "--user-group", name]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode not in (0, 9):  # 9: created concurrently by another process
-        raise SandboxError(f"could not create system user {name!r} to run PostgreSQL as: {result.stderr.strip()}")
-    return pwd.getpwnam(name)
 
 
 def _ensure_traversable(path: Path) -> None:

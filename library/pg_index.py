@@ -255,7 +255,8 @@ options:
       - Before it reads or writes the ledger, the module checks in pg_catalog that the schema, the table
         C(indexops.jobs), its index and every other object in that schema are owned by the login role or by
         this role, and that the table is a plain table with no trigger, rule, row-level security policy or
-        inheritance, whose defaults, constraints, indexes and column types use only pg_catalog. Anything
+        inheritance, whose defaults, constraints, indexes and column types use only pg_catalog, and that no
+        other role holds CREATE on the schema or TRIGGER on the table (it could add code later). Anything
         else is refused before any DDL (a ledger another role controls would run that role's code with
         this login's rights).
       - Membership in a role is deliberately not enough; name the role here.
@@ -297,9 +298,10 @@ notes:
     commands and as C(pg_get_indexdef) prints definitions - C(lower) in an expression is always
     C(pg_catalog.lower), and functions, operators (written with C(OPERATOR) and a schema), operator
     classes, collations and types outside C(pg_catalog) must be schema-qualified; an unqualified one
-    is reported as not existing and nothing is changed. Only the C(plan_uses_index) query of O(expected), which is the
-    application's query pasted as is, resolves its unqualified tables in the index's schema, after
-    C(pg_catalog).
+    is reported as not existing and nothing is changed. The C(plan_uses_index) query of O(expected), the
+    application's query pasted as is, has its unqualified table names qualified with the index's schema
+    (not the names of its own C(WITH) queries) and is planned under the same pinned C(search_path), so its
+    functions and operators resolve in C(pg_catalog) unless the query names their schema.
   - The ledger is used only when it is ours (see O(ledger_owner)); it is created without
     C(IF NOT EXISTS), which would adopt a schema or table another role created first.
   - PostgreSQL 14.0-14.3 are refused for concurrent operations (indexes built concurrently could be

@@ -103,7 +103,8 @@ options:
       - Before it reads or writes the ledger, the module checks in pg_catalog that the schema, the table
         C(indexops.jobs), its index and every other object in that schema are owned by the login role or by
         this role, and that the table is a plain table with no trigger, rule, row-level security policy or
-        inheritance, whose defaults, constraints, indexes and column types use only pg_catalog. Anything
+        inheritance, whose defaults, constraints, indexes and column types use only pg_catalog, and that no
+        other role holds CREATE on the schema or TRIGGER on the table (it could add code later). Anything
         else fails the C(privileges) check, as pg_index would refuse it (a ledger another role controls
         would run that role's code with this login's rights).
       - Membership in a role is deliberately not enough; name the role here.

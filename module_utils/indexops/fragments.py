@@ -121,8 +121,14 @@ def index_statement(text):
     return stmt
 
 
-def select_statement(text):
-    """A read-only query for EXPLAIN: exactly one plain SELECT, printed back from its parse tree."""
+def select_statement(text, schema=None):
+    """A read-only query for EXPLAIN: exactly one plain SELECT, printed back from its parse tree.
+
+    With ``schema``, every unqualified table name (not a WITH query's name) is qualified with it, so
+    the query runs under the pinned search_path (pg_catalog, pg_temp) and nothing in a schema other
+    roles can write to is looked up for it: a function or operator planted there with a better match
+    than pg_catalog's is never picked.
+    """
     expected = "exactly one SELECT statement (no data-modifying WITH, no INTO, no locking clause)"
     if not isinstance(text, str) or not text.strip():
         raise input_error("query is empty", expected)
@@ -134,6 +140,8 @@ def select_statement(text):
         raise input_error(f"query {text!r} is not a single SELECT", expected)
     select = statements[0].stmt
     problems = []
+    tables = []
+    with_names = set()
 
     class Walker(visitors.Visitor):
         def visit(self, ancestors, node):
@@ -141,8 +149,18 @@ def select_statement(text):
             if kind in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "IntoClause", "LockingClause",
                         "ParamRef"):
                 problems.append(kind)
+            elif kind == "RangeVar" and not node.schemaname:
+                tables.append(node)
+            elif kind == "CommonTableExpr":
+                with_names.add(node.ctename)
 
     Walker()(select)
     if problems:
         raise input_error(f"query {text!r} contains {problems[0]}", expected)
+    if schema is not None:
+        # A WITH query's name is never qualified; a table that shares it stays unqualified too and
+        # then does not resolve (pg_catalog has no such table): an error, never a foreign object.
+        for table in tables:
+            if table.relname not in with_names:
+                table.schemaname = schema
     return RawStream()(select)

@@ -318,8 +318,6 @@ class IndexJob:
         sql_text = [step.statement.as_string(self.conn) for step in plan.steps]
         for step, text in zip(plan.steps, sql_text, strict=True):
             step.text = text
-        if self.ledger:
-            ledger.verify(self.conn, self.ledger_owner)  # a foreign ledger is refused before any DDL, check mode too
         if self.check_mode:
             return self.result(plan, schema, name, sql_text, self.existing_index(schema, name))
         job_id = self.job_id = self.record_start(plan, schema, name)
@@ -478,16 +476,15 @@ class IndexJob:
         """EXPLAIN (no ANALYZE: the query is planned, never run) in a read-only transaction.
 
         The query is the application's, pasted from the change file: its unqualified table names
-        resolve in the index's schema, after pg_catalog (so no function there can shadow a built-in
-        one of the same signature), for this transaction only.
+        are qualified with the index's schema (fragments.select_statement), and it runs under the
+        session's pinned search_path, so its functions and operators resolve in pg_catalog and
+        nothing in the table's schema (which other roles may write to) is looked up for it.
         """
-        statement = select_statement(query)
+        statement = select_statement(query, schema)
         self.conn.autocommit = False
         try:
             with self.conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
-                cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
-                            (sqlcompose.search_path("pg_catalog", schema, "pg_temp").as_string(cur),))
                 cur.execute(sqlcompose.explain_json(statement))
                 plan = cur.fetchone()[0]
         finally:
@@ -765,6 +762,10 @@ class IndexJob:
         guard_server(self.server_version, concurrent=concurrent, nulls_not_distinct=nulls_not_distinct,
                      standby=catalog.in_recovery(self.conn))
         self.apply_settings()
+        if self.ledger:
+            # A foreign ledger is refused before anything else runs (the definition check's temporary
+            # table, the job lock, any DDL), in check mode too.
+            ledger.verify(self.conn, self.ledger_owner)
 
     def apply_settings(self):
         with self.conn.cursor() as cur:

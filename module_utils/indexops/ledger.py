@@ -53,8 +53,6 @@ CREATE TABLE indexops.jobs (
 LOOKUP_INDEX = "jobs_change_idx"
 CREATE_LOOKUP_INDEX = "CREATE INDEX jobs_change_idx ON indexops.jobs (change_id, job_id)"
 
-LEDGER_EXISTS = "SELECT pg_catalog.to_regclass('indexops.jobs') IS NOT NULL AS present"
-
 INSERT = """
 INSERT INTO indexops.jobs (change_id, spec_digest, kind, action, environment, state, index_schema, index_name,
                            table_name, definition_before, owner, rollback_note, operator, override_reason,
@@ -82,25 +80,6 @@ WHERE change_id = %s AND environment = %s AND job_id < %s AND kind IN ('apply', 
   AND state = 'succeeded'
 RETURNING job_id
 """
-
-LATEST = """
-SELECT job_id, change_id, spec_digest, kind, action, environment, state, attempts, last_error,
-       started_at::text, finished_at::text, duration_s, index_schema, index_name, table_name,
-       definition_before, definition_after, owner, rollback_note, operator, override_reason
-FROM indexops.jobs
-WHERE change_id = %s AND kind = ANY(%s)
-ORDER BY job_id DESC LIMIT 1
-"""
-
-# The definition a rollback must restore: the newest apply or rehearsal job of the change that
-# dropped or replaced an index (only those recorded the definition they took away).
-DEFINITION_BEFORE = """
-SELECT definition_before FROM indexops.jobs
-WHERE change_id = %s AND kind IN ('apply', 'rehearse') AND action IN ('dropped', 'replaced')
-  AND definition_before IS NOT NULL AND definition_before <> ''
-ORDER BY job_id DESC LIMIT 1
-"""
-
 
 # ----------------------------------------------------------------------------- is the ledger ours?
 #
@@ -199,6 +178,24 @@ FROM pg_catalog.pg_class c
 WHERE c.oid = %s
 """
 
+# Grants that let another role add code later, between our check and our next write: CREATE on the
+# schema (a function, an operator, a view in place of a dropped table) and TRIGGER on the table.
+# Write access for a team's other apply roles goes through membership in the ledger owner's role.
+LEDGER_GRANTS = """
+SELECT g.kind, g.name, g.privilege,
+       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(g.grantee)::text END AS grantee
+FROM (
+    SELECT 'schema'::text AS kind, n.nspname::text AS name, a.privilege_type AS privilege, a.grantee
+    FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) AS a
+    WHERE n.nspname = 'indexops' AND a.privilege_type = 'CREATE'
+    UNION ALL
+    SELECT 'table', 'indexops.' || c.relname, a.privilege_type, a.grantee
+    FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS a
+    WHERE c.oid = %s AND a.privilege_type = 'TRIGGER'
+) AS g
+ORDER BY g.kind, g.grantee
+"""
+
 CURRENT_ROLE = "SELECT current_user::text AS role"
 
 TABLE_CODE_KINDS = (("triggers", "a trigger"), ("rules", "a rule"), ("policies", "a row-level security policy"),
@@ -214,6 +211,7 @@ class LedgerFacts:
     trusted: tuple
     objects: list = field(default_factory=list)  # {kind, name, relkind, oid, owner}, schema first
     table_code: dict | None = None  # LEDGER_TABLE_CODE's row for indexops.jobs when it is a relation
+    grants: list = field(default_factory=list)  # LEDGER_GRANTS: {kind, name, privilege, grantee}
 
     @property
     def schema_exists(self):
@@ -232,37 +230,68 @@ def inspect(conn, ledger_owner=None):
     table = facts.table
     if table is not None and table["relkind"] is not None:
         facts.table_code = fetch_one(conn, LEDGER_TABLE_CODE, (table["oid"],))
+    if facts.schema_exists:
+        facts.grants = fetch_all(conn, LEDGER_GRANTS, (table["oid"] if table else None,))
     return facts
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why the ledger is not used: ``what`` in one line, the object and its owner, and the fix
+    (None: the default one, drop the schema or name its owner as the shared ledger owner)."""
+
+    what: str
+    item: dict
+    fix: str | None = None
+
+
 def refusal(facts):
-    """Why the ledger must not be used, in one line (None when it may): pure, for unit tests."""
+    """Why the ledger must not be used (a Refusal, None when it may): pure, for unit tests."""
     trusted = " or ".join(facts.trusted)
     for item in facts.objects:
         if item["owner"] not in facts.trusted:
-            return (f"{item['kind']} {item['name']} is owned by role {item['owner']}, not by {trusted}", item)
+            return Refusal(f"{item['kind']} {item['name']} is owned by role {item['owner']}, not by {trusted}", item)
     table = facts.table
     if facts.schema_exists and table is not None and table["relkind"] != "r":
-        return (f"indexops.jobs is a {table['kind']}, not a plain table", table)
+        return Refusal(f"indexops.jobs is a {table['kind']}, not a plain table", table)
     code = facts.table_code or {}
     if code.get("row_security"):
-        return ("table indexops.jobs has row-level security enabled", table)
+        return Refusal("table indexops.jobs has row-level security enabled", table)
     for key, label in TABLE_CODE_KINDS:
         if code.get(key):
-            return (f"table indexops.jobs has {label} {', '.join(code[key])} that indexops did not create", table)
+            return Refusal(f"table indexops.jobs has {label} {', '.join(code[key])} that indexops did not create",
+                           table)
+    for grant in facts.grants:
+        if grant["grantee"] not in facts.trusted:
+            return grant_refusal(grant, facts)
     return None
 
 
+def grant_refusal(grant, facts):
+    target = "SCHEMA indexops" if grant["kind"] == "schema" else grant["name"]
+    grantee = grant["grantee"] if grant["grantee"] == "PUBLIC" else f"role {grant['grantee']}"
+    owner = next(item["owner"] for item in facts.objects if item["name"] == grant["name"])
+    return Refusal(
+        f"{grant['kind']} {grant['name']} grants {grant['privilege']} to {grantee}, which could add code to the "
+        "ledger at any time",
+        {"name": grant["name"], "owner": owner},
+        f"Nothing was changed. Run (as {owner} or a superuser) REVOKE {grant['privilege']} ON {target} FROM "
+        f"{grant['grantee']}; then run again (write access for other apply roles goes through membership in "
+        "the ledger owner's role).")
+
+
 def untrusted_error(problem, facts, ledger_owner_option):
-    what, item = problem
+    item = problem.item
     return IndexOpsError(
-        f"refusing to use the ledger in schema indexops: {what}; reading or writing it could run that "
+        f"refusing to use the ledger in schema indexops: {problem.what}; reading or writing it could run another "
         f"role's code with the rights of role {facts.role}",
         expected=f"schema indexops and everything in it owned by {' or '.join(facts.trusted)}, and indexops.jobs a "
-                 "plain table without triggers, rules, policies or inheritance",
-        hint=f"Nothing was changed. Check what {item['name']} holds, then DROP SCHEMA indexops CASCADE (as its owner "
-             f"or a superuser) so indexops creates its own, or, if role {item['owner']} owns your team's shared "
-             f"ledger, set {ledger_owner_option} to it.",
+                 "plain table without triggers, rules, policies, inheritance, nor a CREATE or TRIGGER grant to "
+                 "another role",
+        hint=problem.fix or (
+            f"Nothing was changed. Check what {item['name']} holds, then DROP SCHEMA indexops CASCADE (as its owner "
+            f"or a superuser) so indexops creates its own, or, if role {item['owner']} owns your team's shared "
+            f"ledger, set {ledger_owner_option} to it."),
         retry_safe=False, ledger_object=item["name"], ledger_object_owner=item["owner"])
 
 
@@ -347,25 +376,6 @@ def mark_rolled_back(conn, change_id, environment, before_job_id):
     with conn.cursor() as cur:
         cur.execute(MARK_ROLLED_BACK, (change_id, environment, before_job_id))
         return sorted(row[0] for row in cur.fetchall())
-
-
-def latest(conn, change_id, kinds):
-    if not fetch_one(conn, LEDGER_EXISTS)["present"]:
-        return None
-    return fetch_one(conn, LATEST, (change_id, list(kinds)))
-
-
-def definition_before(conn, change_id):
-    if not fetch_one(conn, LEDGER_EXISTS)["present"]:
-        return None
-    row = fetch_one(conn, DEFINITION_BEFORE, (change_id,))
-    return row["definition_before"] if row else None
-
-
-def jobs(conn, change_id):
-    if not fetch_one(conn, LEDGER_EXISTS)["present"]:
-        return []
-    return fetch_all(conn, "SELECT * FROM indexops.jobs WHERE change_id = %s ORDER BY job_id", (change_id,))
 
 
 # --------------------------------------------------------------------------- read-only, for pg_index_status

@@ -83,7 +83,7 @@ def test_definition_before_is_the_newest_dropped_or_replaced_definition(db):
     create(db)  # a later create records no definition it took away
     conn = db.connect()
     try:
-        assert ledger_utils.definition_before(conn, "c1") == first["definition_before"]
+        assert ledger_utils.definition_before_in(conn, "c1") == first["definition_before"]
     finally:
         conn.close()
     assert "(a, b)" in first["definition_before"]

@@ -99,9 +99,17 @@ def test_a_ledger_planted_by_another_role_is_refused_and_none_of_its_code_runs(t
     planter, params = attacker(tdb, roles)
     with session_as(params) as cur:
         plant_ledger(cur, planter, as_view=as_view)
+    # Any DDL of ours, even the definition check's temporary table in a transaction that is rolled
+    # back, fails here and would fail the run with its own message instead of the refusal.
+    tdb.execute("""CREATE FUNCTION public.note_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+                   BEGIN RAISE EXCEPTION 'indexops ran DDL: %', tg_tag; END $$""")
+    tdb.execute("CREATE EVENT TRIGGER note_ddl ON ddl_command_start EXECUTE FUNCTION public.note_ddl()")
 
-    checked = run_pg_index(tdb, check_mode=True)
-    result = run_pg_index(tdb)
+    try:
+        checked = run_pg_index(tdb, check_mode=True)
+        result = run_pg_index(tdb)
+    finally:
+        tdb.execute("DROP EVENT TRIGGER note_ddl")  # the roles' teardown (DROP OWNED) is DDL too
 
     for run in (checked, result):
         assert run["failed"] is True, run
@@ -123,6 +131,8 @@ def test_a_ledger_planted_by_another_role_is_refused_and_none_of_its_code_runs(t
     pytest.param("ALTER TABLE indexops.jobs ADD CHECK (public.spy_check(change_id)) NOT VALID", id="check"),
     pytest.param("ALTER TABLE indexops.jobs ENABLE ROW LEVEL SECURITY", id="row-security"),
     pytest.param("CREATE TABLE public.jobs_child () INHERITS (indexops.jobs)", id="inheritance"),
+    pytest.param("ALTER TABLE indexops.jobs RENAME TO jobs_real; "
+                 "CREATE VIEW indexops.jobs AS SELECT * FROM indexops.jobs_real", id="our-own-view"),
 ])
 def test_our_own_ledger_with_code_we_did_not_create_is_refused(tdb, plant):
     """Owned by the login role, but someone added code to it: refused all the same."""
@@ -143,6 +153,34 @@ def test_our_own_ledger_with_code_we_did_not_create_is_refused(tdb, plant):
     assert canary(tdb) == []
     assert index_row(tdb, "public", "t_a_idx") is not None  # the drop never ran
     assert tdb.fetchall("SELECT job_id, state FROM indexops.jobs ORDER BY job_id") == jobs_before
+
+
+@pytest.mark.parametrize(("grant", "revoke"), [
+    ("GRANT TRIGGER ON indexops.jobs TO {role}", "REVOKE TRIGGER ON indexops.jobs FROM {role};"),
+    ("GRANT CREATE ON SCHEMA indexops TO {role}", "REVOKE CREATE ON SCHEMA indexops FROM {role};"),
+], ids=["trigger-on-the-table", "create-on-the-schema"])
+def test_a_grant_that_lets_another_role_add_code_later_is_refused_until_revoked(tdb, roles, grant, revoke):
+    """Nothing foreign is in the ledger yet, but another role could add a trigger or an object between
+    our check and our next write: refused with the REVOKE to run, and used again once it ran."""
+    assert run_pg_index(tdb)["changed"] is True
+    other, _ = roles.make()
+    tdb.execute(sql.SQL(grant).format(role=sql.Identifier(other)))
+    jobs_before = tdb.fetchall("SELECT job_id, state FROM indexops.jobs ORDER BY job_id")
+
+    refused = run_pg_index(tdb, state="absent")
+
+    assert refused["failed"] is True
+    assert refused["msg"].startswith("refusing to use the ledger in schema indexops: "), refused["msg"]
+    assert f"to role {other}, which could add code to the ledger" in refused["msg"]
+    assert revoke.format(role=other) in refused["msg"], refused["msg"]
+    assert index_row(tdb, "public", "t_a_idx") is not None
+    assert tdb.fetchall("SELECT job_id, state FROM indexops.jobs ORDER BY job_id") == jobs_before
+
+    tdb.execute(sql.SQL(revoke.rstrip(";")).format(role=sql.Identifier(other)))
+    dropped = run_pg_index(tdb, state="absent")
+
+    assert dropped["changed"] is True, dropped.get("msg")
+    assert index_row(tdb, "public", "t_a_idx") is None
 
 
 def test_a_foreign_function_in_the_ledger_schema_is_refused(tdb, roles):
@@ -232,23 +270,37 @@ def test_a_shared_ledger_owner_named_in_the_policy_is_trusted(tdb, roles):
 # --------------------------------------------------------------------------- search_path
 
 def test_functions_planted_in_public_change_nothing_the_modules_read_or_build(tdb):
-    """public.lower(varchar) matches lower(code) better than pg_catalog.lower(text), and
+    """public.lower(varchar) matches lower(code) better than pg_catalog.lower(text), public.= on
+    (varchar, varchar) matches code = 'x' better than pg_catalog's text = text, and
     public.pg_relation_size(oid) matches our size read better than pg_catalog's (regclass): with the
-    default search_path both would win. Pinned to pg_catalog, neither is ever called."""
+    default search_path (or the table's schema on it) each would win. The change's plan_uses_index
+    query folds lower('C1'::varchar) and 'a'::varchar = 'a'::varchar while it is planned, so a planted
+    function that was picked would run (and raise) in EXPLAIN. Pinned to pg_catalog, none is called."""
     tdb.execute("""CREATE FUNCTION public.lower(varchar) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
                    BEGIN RAISE EXCEPTION 'public.lower was called'; END $$""")
+    tdb.execute("""CREATE FUNCTION public.spy_eq(varchar, varchar) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+                   BEGIN RAISE EXCEPTION 'public.= was called'; END $$""")
+    tdb.execute("CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.spy_eq)")
     tdb.execute("CREATE FUNCTION public.pg_relation_size(oid) RETURNS bigint LANGUAGE sql AS 'SELECT 424242::bigint'")
     tdb.execute("CREATE FUNCTION public.current_setting(varchar) RETURNS text LANGUAGE sql AS $$SELECT '10'$$")
     tdb.execute("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO PUBLIC")
     expression_index = {"name": "t_lower_code_idx", "table": "t", "columns": [{"expression": "lower(code)"}]}
+    query = "SELECT id FROM t WHERE lower(code) = lower('C1'::varchar) AND 'a'::varchar = 'a'::varchar"
+    change = {"id": "c1", "owner": "team", "reason": "TEST", "action": "create",
+              "index": {"name": "t_lower_code_idx", "table": "public.t", "columns": [{"expression": "lower(code)"}]},
+              "expected": {"valid": True, "plan_uses_index": query}, "rollback": {"note": "drop it"}}
 
-    created = run_module("pg_index", {**tdb.params, **expression_index, "ledger": LEDGER})
+    preflight = run_module("pg_index_preflight", {**tdb.params, "change": change})
+    created = run_module("pg_index", {**tdb.params, **expression_index, "ledger": LEDGER,
+                                      "expected": {"plan_uses_index": query}})
     again = run_module("pg_index", {**tdb.params, **expression_index})
     status = run_module("pg_index_status", {**tdb.params, "indexes": [{"name": "t_lower_code_idx"}]})
 
+    assert preflight["go"] is True, preflight.get("reasons") or preflight.get("msg")
     assert created["changed"] is True, created.get("msg")
     assert created["definition"] == ("CREATE INDEX t_lower_code_idx ON public.t USING btree "
                                      "(lower((code)::text))")
+    assert [(item["name"], item["met"]) for item in created["expectations"]] == [("plan_uses_index", True)]
     # The index depends on no function outside pg_catalog (built-in ones are pinned: no pg_depend row).
     assert tdb.fetchval("""SELECT count(*) FROM pg_catalog.pg_depend d
                            WHERE d.objid = 'public.t_lower_code_idx'::regclass
@@ -258,6 +310,9 @@ def test_functions_planted_in_public_change_nothing_the_modules_read_or_build(td
     [index] = status["indexes"]
     assert index["valid"] is True
     assert index["size_bytes"] == tdb.fetchval("SELECT pg_catalog.pg_relation_size('public.t_lower_code_idx')")
+    # The plants are live: the same query, planned with the default search_path, picks them.
+    with pytest.raises(psycopg2.errors.RaiseException, match="public.lower was called"):
+        tdb.execute("EXPLAIN " + query)
 
 
 def test_a_user_function_outside_pg_catalog_must_be_schema_qualified(tdb):
@@ -277,15 +332,17 @@ def test_a_user_function_outside_pg_catalog_must_be_schema_qualified(tdb):
 # --------------------------------------------------------------------------- least privilege
 
 def test_every_flow_runs_as_a_non_superuser_with_exactly_the_documented_grants(tdb, roles):
-    """README.md "Least privilege": apply/rollback = member of the table owner's role (which has CREATE
-    on the table's schema, as CREATE INDEX needs) + owner of schema indexops (a DBA runs CREATE SCHEMA
-    indexops AUTHORIZATION <role> once); preflight = the apply role + pg_monitor; status = pg_monitor +
-    USAGE on schema indexops + SELECT on indexops.jobs, with ledger_owner naming the apply role."""
+    """README.md "Least privilege", module by module: pg_index (apply, rollback) = member of the table
+    owner's role (which has CREATE on the table's schema, as CREATE INDEX needs) + owner of schema
+    indexops (a DBA runs CREATE SCHEMA indexops AUTHORIZATION <role> once), and no pg_monitor;
+    pg_index_preflight = the same; status = pg_monitor + USAGE on schema indexops + SELECT on
+    indexops.jobs, with ledger_owner naming the apply role. tests/playbooks/test_least_privilege.py
+    runs the playbooks with these logins."""
     # PostgreSQL 14 still grants CREATE on schema public to PUBLIC; 15+ does not. Start from 15's default.
     tdb.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
     app, _ = roles.make("GRANT CREATE ON SCHEMA public TO {role}", login=False)
     tdb.execute(sql.SQL("ALTER TABLE public.t OWNER TO {}").format(sql.Identifier(app)))
-    applier, apply_params = roles.make("GRANT {app} TO {role}", "GRANT pg_monitor TO {role}", app=app)
+    applier, apply_params = roles.make("GRANT {app} TO {role}", app=app)
     tdb.execute(sql.SQL("CREATE SCHEMA indexops AUTHORIZATION {}").format(sql.Identifier(applier)))
     reader, status_params = roles.make("GRANT pg_monitor TO {role}")
     for role in (applier, reader):
@@ -309,6 +366,10 @@ def test_every_flow_runs_as_a_non_superuser_with_exactly_the_documented_grants(t
     assert no_create["go"] is False and no_create["reasons"] == [
         f"privileges: role {applier} has no CREATE privilege on schema public (CREATE INDEX needs it)"]
     assert preflight["go"] is True, preflight["reasons"]
+    # pg_monitor is what lets preflight see other roles' transactions; without it preflight still
+    # passes and says what it could not see (apply.yml's login gets it: see test_least_privilege.py).
+    waits = next(check for check in preflight["checks"] if check["name"] == "long_transactions")
+    assert f"role {applier} sees only its own sessions; grant it pg_monitor to see all" in waits["detail"]
     assert applied.get("changed") is True and applied["action"] == "created", applied.get("msg")
     assert not status.get("failed"), status.get("msg")
     assert status["changes"][0]["state"] == "done" and status["changes"][0]["job"]["state"] == "succeeded"

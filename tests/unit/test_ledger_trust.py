@@ -13,9 +13,9 @@ INDEX = {"kind": "index", "name": "indexops.jobs_change_idx", "relkind": "i", "o
 CLEAN = {"row_security": False, "triggers": [], "rules": [], "policies": [], "inheritance": [], "foreign_code": []}
 
 
-def facts(objects=(SCHEMA, TABLE, INDEX), code=None, owner=None):
+def facts(objects=(SCHEMA, TABLE, INDEX), code=None, owner=None, grants=()):
     return LedgerFacts(role="indexops", trusted=tuple(filter(None, ("indexops", owner))), objects=list(objects),
-                       table_code={**CLEAN, **(code or {})})
+                       table_code={**CLEAN, **(code or {})}, grants=list(grants))
 
 
 def test_no_schema_and_our_own_ledger_are_trusted():
@@ -39,11 +39,28 @@ def test_no_schema_and_our_own_ledger_are_trusted():
      "default, constraint, index or column type using function public.evil()"),
 ])
 def test_anything_not_ours_is_refused_with_the_object_and_its_owner(ledger, message):
-    what, _ = refusal(ledger)
-    assert message in what
+    assert message in refusal(ledger).what
 
 
 def test_a_shared_owner_named_in_the_policy_is_trusted_as_well_as_the_login_role():
     shared = [{**SCHEMA, "owner": "ledger_team"}, TABLE, INDEX]
     assert refusal(facts(shared)) is not None
     assert refusal(facts(shared, owner="ledger_team")) is None
+
+
+@pytest.mark.parametrize(("grant", "message", "fix"), [
+    ({"kind": "schema", "name": "indexops", "privilege": "CREATE", "grantee": "PUBLIC"},
+     "schema indexops grants CREATE to PUBLIC", "REVOKE CREATE ON SCHEMA indexops FROM PUBLIC;"),
+    ({"kind": "table", "name": "indexops.jobs", "privilege": "TRIGGER", "grantee": "app"},
+     "table indexops.jobs grants TRIGGER to role app", "REVOKE TRIGGER ON indexops.jobs FROM app;"),
+])
+def test_a_grant_that_lets_another_role_add_code_is_refused_with_the_revoke_to_run(grant, message, fix):
+    problem = refusal(facts(grants=[grant]))
+    assert message in problem.what
+    assert fix in problem.fix and problem.item["owner"] == "indexops"
+
+
+def test_grants_to_the_trusted_roles_themselves_are_fine():
+    grants = [{"kind": "schema", "name": "indexops", "privilege": "CREATE", "grantee": "indexops"},
+              {"kind": "table", "name": "indexops.jobs", "privilege": "TRIGGER", "grantee": "ledger_team"}]
+    assert refusal(facts(grants=grants, owner="ledger_team")) is None

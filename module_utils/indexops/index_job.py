@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg2
 
-from ansible.module_utils.indexops import catalog, compare, ledger, sqlcompose, waits
+from ansible.module_utils.indexops import catalog, ledger, sqlcompose, waits
+from ansible.module_utils.indexops import plan as planner
 from ansible.module_utils.indexops.changefile import size_bytes
 from ansible.module_utils.indexops.errors import RERUN_SAFE, IndexOpsError, input_error
 from ansible.module_utils.indexops.fragments import select_statement
-from ansible.module_utils.indexops.progress import percent_done
+from ansible.module_utils.indexops.plan import Plan
 from ansible.module_utils.indexops.retry import (
     RetryBudgetExhausted,
     RetryCounter,
@@ -34,7 +35,6 @@ CONCURRENT_BROKEN = range(140000, 140004)
 NULLS_NOT_DISTINCT_SINCE = 150000
 SHADOW_TABLE = "indexops_shadow"
 SHADOW_INDEX = "indexops_shadow_idx"
-REPLACEMENT_SUFFIX = "_indexops_new"
 WAIT_POLL_S = 1.0
 NOTHING_LEFT = "Nothing was left behind."
 # After a lost connection, how long to keep trying to connect again (a restart or failover).
@@ -82,31 +82,6 @@ class Safety:
         return settings
 
 
-@dataclass
-class Step:
-    """One DDL statement of a plan; ``cleanup`` names the invalid index a failure would leave.
-
-    ``watched`` steps (the CONCURRENTLY forms) run with the server's lock_timeout off and their
-    waits judged by module_utils/indexops/waits.py; ``drops`` names the index a drop step removes.
-    """
-
-    statement: object
-    cleanup: str | None = None
-    cleanup_cc_of: str | None = None
-    watched: bool = False
-    drops: str | None = None
-    text: str = ""  # the statement as it runs, rendered while the session was alive
-
-
-@dataclass
-class Plan:
-    action: str
-    steps: list = field(default_factory=list)
-    before: str = ""  # rendered for the diff
-    after: str = ""
-    definition_before: str = ""  # pg_get_indexdef before the change, kept in the ledger
-
-
 # Keys of the module's ledger option copied into the job row.
 LEDGER_FIELDS = ("change_id", "spec_digest", "kind", "environment", "owner", "rollback_note", "operator",
                  "override_reason")
@@ -128,17 +103,6 @@ def observed(result):
     keys = ("action", "valid", "size_bytes", "duration_s", "attempts", "lock_wait_s", "txn_wait_s", "table_bytes",
             "table_rows_estimate")
     return {key: result.get(key) for key in keys}
-
-
-def replacement_name(name):
-    """A temporary name for the replacement index that still fits in 63 bytes."""
-    room = 63 - len(REPLACEMENT_SUFFIX)
-    return name.encode("utf-8")[:room].decode("utf-8", "ignore") + REPLACEMENT_SUFFIX
-
-
-def describe_build(row):
-    return (f"pid {row['pid']} ({row.get('application_name') or 'unknown client'}) is running {row['command']}, "
-            f"phase '{row['phase']}', {percent_done(row)}% done")
 
 
 def describe_blocker(row):
@@ -197,8 +161,7 @@ class IndexJob:
         self.require_columns(spec.referenced_columns)
         self.lock_table()
         wanted = self.canonical_definition(spec)
-        existing = self.existing_index(spec.schema, spec.name)
-        plan = self.plan_present(spec, existing, wanted)
+        plan = self.decide(lambda: planner.plan_present(self.present_facts(spec, wanted), self.safety))
         return self.finish(plan, spec.schema, spec.name)
 
     def state_absent(self, name, schema, table):
@@ -208,110 +171,53 @@ class IndexJob:
             return self.finish(Plan("none"), schema, name)
         self.table_row = self.require_table(existing["table_schema"], existing["table"])
         self.lock_table()
-        existing = self.existing_index(schema, name, table=table)
-        plan = self.plan_absent(existing, schema, name)
+        plan = self.decide(lambda: planner.plan_absent(self.existing_facts(schema, name, table), self.safety))
         return self.finish(plan, schema, name)
 
     def state_rebuilt(self, name, schema, table):
         self.open(concurrent=self.safety.concurrently)
         existing = self.existing_index(schema, name, table=table)
         if existing is None:
-            raise input_error(f"index {schema}.{name} does not exist, so it cannot be rebuilt",
-                              "an existing index; use state: present to create it")
+            raise planner.plan_rebuilt(planner.ExistingFacts(schema, name), self.safety).error
         self.table_row = self.require_table(existing["table_schema"], existing["table"])
         self.lock_table()
-        existing = self.existing_index(schema, name, table=table)
-        plan = self.plan_rebuilt(existing, schema, name)
+        plan = self.decide(lambda: planner.plan_rebuilt(self.existing_facts(schema, name, table, leftovers=True),
+                                                        self.safety))
         return self.finish(plan, schema, name)
 
-    # ----------------------------------------------------------------- planning
-    def plan_present(self, spec, existing, wanted):
-        where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
-        after = compare.render(wanted, **where, tablespace=spec.tablespace)
-        create = self.create_step(spec)
-        if existing is None:
-            return Plan("created", [create, *self.analyze_steps(spec)], "", after)
-        before = compare.render(existing["definition"], **where, tablespace=existing["tablespace"])
-        if not (existing["valid"] and existing["ready"]):
-            if self.wait_or_refuse_if_building(existing):
-                return self.plan_present(spec, self.existing_index(spec.schema, spec.name), wanted)
-            if self.safety.on_invalid == "fail":
-                raise IndexOpsError(
-                    f"index {spec.schema}.{spec.name} exists but is INVALID (a failed or cancelled build) "
-                    "and on_invalid is fail",
-                    expected="a valid index, or on_invalid: rebuild to drop and build it again",
-                    hint="Nothing was changed. Rerun with on_invalid: rebuild, or drop it with state: absent.")
-            drop = self.drop_step(spec.schema, spec.name)
-            return Plan("repaired_invalid", [drop, create, *self.analyze_steps(spec)], before, after,
-                        existing["definition"])
-        if self.matches(spec, existing, wanted):
-            return Plan("none", [], before, after, existing["definition"])
-        if self.safety.on_mismatch == "fail":
-            raise IndexOpsError(
-                f"index {spec.schema}.{spec.name} exists with a different definition. "
-                f"Existing: {before}. Wanted: {after}",
-                expected="the same definition, or on_mismatch: replace to rebuild it concurrently",
-                hint="Nothing was changed. Fix the spec, or rerun with on_mismatch: replace.",
-                before=before, after=after)
-        self.refuse_constraint_index(existing, "replace")
-        return Plan("replaced", self.replace_steps(spec), before, after, existing["definition"])
+    # ----------------------------------------------------------------- facts for the plan (plan.py decides)
+    def decide(self, make_plan):
+        """The plan; while another session builds the index, wait for it (wait: true) up to
+        wait_timeout, reading the facts again each time, else refuse."""
+        deadline = time.monotonic() + self.safety.wait_timeout_s
+        while True:
+            outcome = make_plan()
+            if isinstance(outcome, Plan):
+                return outcome
+            if outcome.code != planner.BEING_BUILT or not self.safety.wait or time.monotonic() >= deadline:
+                raise outcome.error
+            self.sleep(WAIT_POLL_S)
 
-    def replace_steps(self, spec):
-        temp = replacement_name(spec.name)
-        steps = []
-        leftover = self.existing_index(spec.schema, temp)
-        if leftover is not None:
-            self.wait_or_refuse_if_building(leftover)
-            steps.append(self.drop_step(spec.schema, temp))
-        return [
-            *steps,
-            self.create_step(spec, temp),
-            self.drop_step(spec.schema, spec.name),
-            Step(sqlcompose.rename_index(spec.schema, temp, spec.name)),
-            *self.analyze_steps(spec),
-        ]
+    def index_facts(self, schema, name, table=None):
+        row = self.existing_index(schema, name, table=table)
+        return None if row is None else planner.Index(row, catalog.builds_of(self.conn, row["oid"]))
 
-    def plan_absent(self, existing, schema, name):
-        if existing is None:
-            return Plan("none")
-        self.wait_or_refuse_if_building(existing)
-        self.refuse_constraint_index(existing, "drop")
-        self.refuse_partitioned_concurrently(existing, "DROP INDEX CONCURRENTLY")
-        before = compare.render(existing["definition"], name=name, schema=schema, table=existing["table"])
-        drop = self.drop_step(schema, name)
-        return Plan("dropped", [drop], before, "", existing["definition"])
+    def present_facts(self, spec, wanted):
+        existing = self.index_facts(spec.schema, spec.name)
+        # Only a valid index is ever replaced: a replacement leftover matters (and is read) only then.
+        replaceable = existing is not None and existing.row["valid"] and existing.row["ready"]
+        return planner.PresentFacts(
+            spec=spec, wanted=wanted, table_oid=self.table_row["oid"],
+            default_tablespace=catalog.default_tablespace(self.conn), existing=existing,
+            replacement=self.index_facts(spec.schema, planner.replacement_name(spec.name)) if replaceable else None)
 
-    def plan_rebuilt(self, existing, schema, name):
-        self.wait_or_refuse_if_building(existing)
-        steps = []
-        for leftover in catalog.cc_leftovers(self.conn, existing["table_oid"], name):
-            if catalog.builds_of(self.conn, leftover["oid"]):
-                continue  # another REINDEX is using it; never drop what someone is building
-            steps.append(self.drop_step(schema, leftover["name"]))
-        steps.append(Step(sqlcompose.reindex_index(schema, name, concurrently=self.safety.concurrently),
-                          cleanup_cc_of=name, watched=self.safety.concurrently))
-        definition = compare.render(existing["definition"], name=name, schema=schema, table=existing["table"])
-        return Plan("rebuilt", steps, definition, definition, existing["definition"])
-
-    def create_step(self, spec, name=None):
-        name = name or spec.name
-        return Step(sqlcompose.create_index(spec, name=name, concurrently=self.safety.concurrently), cleanup=name,
-                    watched=self.safety.concurrently)
-
-    def drop_step(self, schema, name):
-        return Step(sqlcompose.drop_index(schema, name, concurrently=self.safety.concurrently),
-                    watched=self.safety.concurrently, drops=name)
-
-    def analyze_steps(self, spec):
-        return [Step(sqlcompose.analyze_table(spec.schema, spec.table))] if self.safety.analyze else []
-
-    def matches(self, spec, existing, wanted):
-        where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
-        same_table = existing["table_oid"] == self.table_row["oid"]
-        wanted_space = spec.tablespace or catalog.default_tablespace(self.conn)
-        actual_space = existing["tablespace"] or catalog.default_tablespace(self.conn)
-        return same_table and wanted_space == actual_space and compare.same_definition(
-            existing["definition"], wanted, **where)
+    def existing_facts(self, schema, name, table, leftovers=False):
+        existing = self.index_facts(schema, name, table=table)
+        found = []
+        if leftovers and existing is not None:
+            found = [planner.Index(row, catalog.builds_of(self.conn, row["oid"]))
+                     for row in catalog.cc_leftovers(self.conn, existing.row["table_oid"], name)]
+        return planner.ExistingFacts(schema, name, existing, found)
 
     # ----------------------------------------------------------------- carrying out a plan
     def finish(self, plan, schema, name):
@@ -839,38 +745,6 @@ class IndexJob:
         finally:
             self.conn.rollback()
             self.conn.autocommit = True
-
-    def wait_or_refuse_if_building(self, existing):
-        """Never touch an index another session is building: wait for it, or say who it is."""
-        deadline = time.monotonic() + self.safety.wait_timeout_s
-        waited = False
-        while True:
-            builds = catalog.builds_of(self.conn, existing["oid"])
-            if not builds:
-                return waited
-            if not self.safety.wait or time.monotonic() >= deadline:
-                after = " after waiting wait_timeout" if self.safety.wait else ""
-                raise IndexOpsError(
-                    f"index {existing['schema']}.{existing['name']} is being built by another session{after}: "
-                    f"{describe_build(builds[0])}",
-                    expected="no other session building this index",
-                    hint="Nothing was changed. Rerun with wait: true, or after that build ends.",
-                    retry_safe=True, build=builds[0])
-            self.sleep(WAIT_POLL_S)
-            waited = True
-
-    def refuse_constraint_index(self, existing, verb):
-        if existing.get("constraints"):
-            raise input_error(
-                f"index {existing['schema']}.{existing['name']} backs constraint {existing['constraints']}, "
-                f"so pg_index will not {verb} it",
-                "an index that no PRIMARY KEY, UNIQUE or EXCLUDE constraint uses (change the constraint instead)")
-
-    def refuse_partitioned_concurrently(self, existing, what):
-        if existing["relkind"] == "I" and self.safety.concurrently:
-            raise input_error(f"{existing['schema']}.{existing['name']} is a partitioned index; "
-                              f"PostgreSQL does not support {what} on it",
-                              "concurrently: false, which blocks writes while it runs")
 
     # ----------------------------------------------------------------- one job per table
     def lock_table(self):

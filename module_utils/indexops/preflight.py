@@ -11,15 +11,17 @@ back (IndexJob.canonical_definition, exactly as pg_index's check mode does).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import psycopg2
 
 from ansible.module_utils.indexops import catalog, compare, queries
 from ansible.module_utils.indexops import ledger as ledger_utils
+from ansible.module_utils.indexops import plan as planner
 from ansible.module_utils.indexops.changefile import ACTIONS, digest, validate_change
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.index_job import IndexJob, Safety, describe_build, guard_server, replacement_name
+from ansible.module_utils.indexops.index_job import IndexJob, Safety, guard_server
+from ansible.module_utils.indexops.plan import describe_build, replacement_name
 from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds
 
 BUILD_ACTIONS = ("create", "replace")
@@ -34,6 +36,25 @@ MAINTAIN_SINCE = 170000  # PostgreSQL 17: the MAINTAIN privilege allows REINDEX
 TRANSACTIONS_SHOWN = 3
 SESSION_LOCK_TIMEOUT = "2s"  # never queue behind a DDL for long, even for a catalog read
 SESSION_STATEMENT_TIMEOUT = "60s"
+
+# What applying would do, as plan.py decides it for pg_index, said by the check of the index name.
+PLAN_SAYS = {
+    "created": "no index {index} yet; applying builds it",
+    "repaired_invalid": "index {index} exists but is INVALID (a failed build); applying drops it and builds it again",
+    "none": "index {index} already exists with this definition; applying changes nothing",
+    "replaced": "index {index} exists with a different definition; applying replaces it concurrently",
+}
+# Why applying would be refused (plan.py's refusal codes), with what to do.
+REFUSAL_SAYS = {
+    planner.BEING_BUILT: "index {index} is being built by another session: {build}; wait for that build to end",
+    planner.MISMATCH: "index {index} already exists with a different definition: {before}; the change wants "
+                      "{after} (use action: replace, or another name)",
+    planner.CONSTRAINT: "index {index} backs constraint {constraints}, so it cannot be {verb} (change the "
+                        "constraint instead)",
+    planner.PARTITIONED: "index {index} is a partitioned index; PostgreSQL cannot drop it CONCURRENTLY",
+    planner.MISSING: "index {index} does not exist, so it cannot be rebuilt",
+}
+VERBS = {"replace": "replaced", "drop": "dropped"}
 
 
 @dataclass
@@ -335,41 +356,30 @@ class Preflight:
         check.detail += " and PostgreSQL accepts the index definition"
         return wanted
 
-    def render(self, definition):
-        spec = self.spec
-        return compare.render(definition, name=spec.name, schema=spec.schema, table=spec.table)
-
     def check_index_name(self, wanted):
         spec = self.spec
-        index = f"{spec.schema}.{spec.name}"
         try:
-            existing = self.job.existing_index(spec.schema, spec.name)
+            facts = self.job.present_facts(spec, wanted)
         except IndexOpsError as exc:
             self.checks.failed("index_name", describe(exc))
             return
-        if existing is None:
-            self.checks.passed("index_name", f"no index {index} yet; applying builds it")
+        self.say_plan("index_name", planner.plan_present(facts, self.plan_safety()), f"{spec.schema}.{spec.name}")
+
+    def plan_safety(self):
+        """The options apply runs this action with: replace replaces a mismatch, create refuses it."""
+        return replace(self.job.safety, on_mismatch="replace" if self.action == "replace" else "fail")
+
+    def say_plan(self, check, outcome, index):
+        """Pass ``check`` with what the plan would do, or fail it with why apply would be refused."""
+        if isinstance(outcome, planner.Plan):
+            self.checks.passed(check, PLAN_SAYS[outcome.action].format(index=index))
             return
-        builds = catalog.builds_of(self.conn, existing["oid"])
-        if builds:
-            self.checks.failed("index_name", f"index {index} is being built by another session: "
-                                             f"{describe_build(builds[0])}; wait for that build to end")
-        elif not (existing["valid"] and existing["ready"]):
-            self.checks.passed("index_name", f"index {index} exists but is INVALID (a failed build); applying drops "
-                                             "it and builds it again")
-        elif self.job.matches(spec, existing, wanted):
-            self.checks.passed("index_name", f"index {index} already exists with this definition; applying changes "
-                                             "nothing")
-        elif self.action == "create":
-            self.checks.failed("index_name", f"index {index} already exists with a different definition: "
-                                             f"{self.render(existing['definition'])}; the change wants "
-                                             f"{self.render(wanted)} (use action: replace, or another name)")
-        elif existing.get("constraints"):
-            self.checks.failed("index_name", f"index {index} backs constraint {existing['constraints']}, so it "
-                                             "cannot be replaced (change the constraint instead)")
-        else:
-            self.checks.passed("index_name", f"index {index} exists with a different definition; applying replaces "
-                                             "it concurrently")
+        details = outcome.error.details
+        build = details.get("build")
+        self.checks.failed(check, REFUSAL_SAYS[outcome.code].format(
+            index=index, build=describe_build(build) if build else "", before=details.get("before"),
+            after=details.get("after"), constraints=details.get("constraints"),
+            verb=VERBS.get(self.action, self.action)))
 
     def check_equivalent(self, row, wanted):
         spec = self.spec
@@ -392,43 +402,33 @@ class Preflight:
         name, schema, table = self.target
         index = f"{schema}.{name}"
         try:
-            existing = self.job.existing_index(schema, name, table=table)
+            facts = self.job.existing_facts(schema, name, table)
         except IndexOpsError as exc:
             self.checks.failed("index_exists", describe(exc))
             self.checks.skip(("privileges", "estimated_duration"), "the index cannot be used")
             return
-        if existing is None:
-            if self.action == "drop":
+        decide = planner.plan_absent if self.action == "drop" else planner.plan_rebuilt
+        outcome = decide(facts, self.plan_safety())
+        if facts.existing is None:
+            if isinstance(outcome, planner.Plan):
                 self.checks.passed("index_exists", f"index {index} does not exist (already dropped?); applying "
                                                    "changes nothing")
             else:
-                self.checks.failed("index_exists", f"index {index} does not exist, so it cannot be rebuilt")
+                self.say_plan("index_exists", outcome, index)
             self.checks.skip(("privileges", "estimated_duration"), "the index does not exist")
             return
+        existing = facts.existing.row
         row = catalog.table(self.conn, existing["table_schema"], existing["table"])
         self.note_table(row)
-        problem = self.index_problem(existing)
-        if problem:
-            self.checks.failed("index_exists", problem)
-        else:
+        if isinstance(outcome, planner.Plan):
             state = "valid" if existing["valid"] else "INVALID"
             self.checks.passed("index_exists", f"index {index} exists on {row['schema']}.{row['table']} ({state}, "
                                                f"{bytes_text(existing['size_bytes'])})")
+        else:
+            self.say_plan("index_exists", outcome, index)
         maintain = (self.action == "rebuild" and self.facts["server_version"] >= MAINTAIN_SINCE
                     and queries.can_maintain(self.conn, row["oid"]))
         self.check_privileges(row, needs_temporary=False, tablespace=None, maintain=maintain)
-
-    def index_problem(self, existing):
-        index = f"{existing['schema']}.{existing['name']}"
-        builds = catalog.builds_of(self.conn, existing["oid"])
-        if builds:
-            return f"index {index} is being built by another session: {describe_build(builds[0])}"
-        if self.action == "drop" and existing.get("constraints"):
-            return (f"index {index} backs constraint {existing['constraints']}, so it cannot be dropped "
-                    "(drop or change the constraint instead)")
-        if self.action == "drop" and existing["relkind"] == "I":
-            return f"index {index} is a partitioned index; PostgreSQL cannot drop it CONCURRENTLY"
-        return None
 
     # ------------------------------------------------------------------ privileges
     def check_privileges(self, row, *, needs_temporary, tablespace, maintain=False):

@@ -30,7 +30,7 @@ import psycopg2.errors
 
 from ansible.module_utils.indexops import catalog, ledger, queries
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.index_job import replacement_name
+from ansible.module_utils.indexops.plan import replacement_name
 from ansible.module_utils.indexops.progress import eta_s, percent_done, phase_percent
 from ansible.module_utils.indexops.spec import check_identifier, check_qualified_name
 

@@ -1,0 +1,82 @@
+"""plan.py: every branch of state present, absent and rebuilt, decided from facts without a database
+(tests/unit/cases/plan.yml). That index_job.py reads those facts from a real server and carries the
+plan out is tested in tests/integration/test_present.py, test_states.py and test_failures.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible.module_utils.indexops import plan
+from ansible.module_utils.indexops.index_job import Safety
+from ansible.module_utils.indexops.spec import build_spec
+from tests.unit.casefiles import cases
+from tests.unit.sqlrender import render
+
+CASES = "plan.yml"
+TABLE_OID = 100
+BUILD = {"pid": 0, "application_name": "app", "command": "CREATE INDEX CONCURRENTLY",
+         "phase": "building index: scanning table"}
+
+
+def index(fields, name="t_a_idx"):
+    """A catalog.relation row (a valid btree index public.<name> on public.t) with ``fields`` applied."""
+    if fields is None:
+        return None
+    fields = dict(fields)
+    builds = [{**BUILD, **build} for build in fields.pop("builds", [])]
+    row = {"oid": 1, "relkind": "i", "schema": "public", "name": name, "table_oid": TABLE_OID, "table": "t",
+           "table_schema": "public", "valid": True, "ready": True, "live": True,
+           "definition": f"CREATE INDEX {name} ON public.t USING btree (a)", "size_bytes": 8192,
+           "tablespace": None, "constraints": None, **fields}
+    return plan.Index(row, builds)
+
+
+def decided(outcome, expect):
+    if "refusal" in expect:
+        assert isinstance(outcome, plan.Refusal), f"expected a refusal, got a plan: {outcome}"
+        assert outcome.code == expect["refusal"]
+        assert expect["message"] in outcome.error.what, outcome.error.what
+        return
+    assert isinstance(outcome, plan.Plan), f"expected a plan, got {outcome.error.what if outcome else outcome}"
+    assert outcome.action == expect["action"]
+    if "sql" in expect:
+        assert [render(step.statement) for step in outcome.steps] == expect["sql"]
+
+
+@pytest.mark.parametrize("case", cases(CASES, "present"))
+def test_present(case):
+    spec = build_spec(case["spec"])
+    facts = plan.PresentFacts(spec=spec, wanted=case["wanted"], table_oid=TABLE_OID,
+                              existing=index(case.get("existing"), spec.name),
+                              replacement=index(case.get("replacement"), plan.replacement_name(spec.name)))
+    decided(plan.plan_present(facts, Safety(**case.get("safety", {}))), case["expect"])
+
+
+@pytest.mark.parametrize("case", cases(CASES, "absent"))
+def test_absent(case):
+    facts = plan.ExistingFacts("public", "t_a_idx", index(case.get("existing")))
+    decided(plan.plan_absent(facts, Safety(**case.get("safety", {}))), case["expect"])
+
+
+@pytest.mark.parametrize("case", cases(CASES, "rebuilt"))
+def test_rebuilt(case):
+    leftovers = [index(item, item["name"]) for item in case.get("leftovers", [])]
+    facts = plan.ExistingFacts("public", "t_a_idx", index(case.get("existing")), leftovers)
+    decided(plan.plan_rebuilt(facts, Safety(**case.get("safety", {}))), case["expect"])
+
+
+def test_every_refusal_code_and_every_action_has_a_case():
+    """The table covers each way plan.py can decide (a new branch needs a case)."""
+    from tests.unit.casefiles import section
+    expects = [case["expect"] for state in ("present", "absent", "rebuilt") for case in section(CASES, state)]
+    codes = {plan.BEING_BUILT, plan.INVALID, plan.MISMATCH, plan.CONSTRAINT, plan.PARTITIONED, plan.MISSING}
+    assert {expect["refusal"] for expect in expects if "refusal" in expect} == codes
+    assert {expect["action"] for expect in expects if "action" in expect} == {
+        "created", "none", "replaced", "repaired_invalid", "dropped", "rebuilt"}
+
+
+def test_a_replacement_name_fits_in_63_bytes_on_a_character_boundary():
+    name = "é" * 40  # 80 bytes
+    temp = plan.replacement_name(name)
+    assert temp.endswith(plan.REPLACEMENT_SUFFIX) and len(temp.encode()) <= 63
+    assert temp.encode().decode() == temp

@@ -480,7 +480,8 @@ from ansible.module_utils.indexops.errors import IndexOpsError
 from ansible.module_utils.indexops.fragments import HAS_PGLAST
 
 if HAS_PSYCOPG2 and HAS_PGLAST:
-    from ansible.module_utils.indexops.index_job import IndexJob, Safety
+    from ansible.module_utils.indexops.index_job import IndexJob
+    from ansible.module_utils.indexops.safety import Safety
     from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds, params_from_definition
 
 # Options a whole `definition` replaces.

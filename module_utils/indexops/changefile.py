@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Hashable
 from dataclasses import asdict
 
 import yaml
 
-from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds
+from ansible.module_utils.indexops.errors import IndexOpsError
+from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds, size_bytes
 
 ACTIONS = ("create", "drop", "rebuild", "replace")
 
@@ -116,18 +115,6 @@ CHANGE_SCHEMA = {
          "then": {"properties": {"index": {"required": ["name", "table", "columns"]}}}},
     ],
 }
-
-SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)?\s*$", re.IGNORECASE)
-SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
-
-
-def size_bytes(text, what):
-    """'500MB' -> bytes, with PostgreSQL's 1024-based units."""
-    match = SIZE.match(str(text))
-    if not match:
-        raise input_error(f"{what} {text!r} is not a size", "a size like 500MB or 2GB")
-    return int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "b").lower()])
-
 
 def change_error(field, problem, expected, path="<change>"):
     return IndexOpsError(f"{path}: {field}: {problem}", expected=expected,

@@ -1,7 +1,7 @@
 """Compare index definitions by meaning.
 
 Both sides are texts printed by the server's pg_get_indexdef: the existing index, and the spec
-built on an empty temporary copy of the table (see IndexJob.canonical_definition). The server has
+built on an empty temporary copy of the table (see Session.canonical_definition in session.py). The server has
 already resolved letter case, implicit casts, default opclasses and redundant parentheses; what is
 left is where the index lives, which is blanked here so only the definition itself is compared.
 Tablespace is compared from the catalog, because pg_get_indexdef omits the default one.

@@ -1,9 +1,9 @@
 """What one pg_index run does, decided from facts already read: a Plan of steps, or a Refusal.
 
-Pure: no database, no clock. index_job.py reads the facts (the table, the existing index, the
-sessions building it, leftovers) and carries the plan out; preflight.py describes the same plan
-in its checks. Each state (present, absent, rebuilt) has one function here, unit-tested from the
-table of cases in tests/unit/test_plan.py.
+Pure: no database, no clock. session.py reads the facts (the table, the existing index, the
+sessions building it, leftovers), index_job.py carries the plan out (steps.py runs each step), and
+preflight.py describes the same plan in its checks. Each state (present, absent, rebuilt) has one
+function here, unit-tested from the table of cases in tests/unit/test_plan.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The change is a no-go when any check failed, and every failed check is listed.
 
 Nothing here changes the target. The session is READ ONLY, except for the definition check, which
 builds the spec on an empty temporary copy of the table inside a transaction that is always rolled
-back (IndexJob.canonical_definition, exactly as pg_index's check mode does).
+back (Session.canonical_definition, exactly as pg_index's check mode does).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from ansible.module_utils.indexops import ledger as ledger_utils
 from ansible.module_utils.indexops import plan as planner
 from ansible.module_utils.indexops.changefile import ACTIONS, digest, validate_change
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.index_job import IndexJob, Safety, guard_server
 from ansible.module_utils.indexops.plan import describe_build, replacement_name
+from ansible.module_utils.indexops.safety import Safety, guard_server
+from ansible.module_utils.indexops.session import Session
 from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds
 
 BUILD_ACTIONS = ("create", "replace")
@@ -203,8 +204,9 @@ class Preflight:
         action = self.change.get("action")
         self.action = action if action in ACTIONS else "create"
         self.checks = Checks(CHECKS[self.action])
-        self.job = IndexJob(connect, Safety(lock_timeout=SESSION_LOCK_TIMEOUT,
-                                            statement_timeout=SESSION_STATEMENT_TIMEOUT), check_mode=True)
+        # The session pg_index would read through, in check mode (no job lock, nothing recorded).
+        self.db = Session(connect, Safety(lock_timeout=SESSION_LOCK_TIMEOUT,
+                                          statement_timeout=SESSION_STATEMENT_TIMEOUT), check_mode=True)
         self.original = change
         self.digest = None
         self.spec = None  # IndexSpec for create/replace
@@ -215,7 +217,7 @@ class Preflight:
 
     @property
     def conn(self):
-        return self.job.conn
+        return self.db.conn
 
     def run(self):
         valid = self.check_change()
@@ -237,13 +239,13 @@ class Preflight:
                                 expected="the catalog and activity views to be readable",
                                 hint="Nothing was changed; running again is safe.", retry_safe=True) from None
         finally:
-            self.job.close()
+            self.db.close()
         return self.result()
 
     def open(self):
-        self.job.conn = self.job.connect()
+        self.db.conn = self.db.connect()
         queries.read_only_session(self.conn, True)
-        self.job.apply_settings()
+        self.db.apply_settings()
         self.session = queries.session(self.conn)
 
     def result(self):
@@ -278,7 +280,7 @@ class Preflight:
 
     def check_server(self):
         version = self.facts["server_version"] = catalog.server_version_num(self.conn)
-        self.job.server_version = version
+        self.db.server_version = version
         try:
             guard_server(version, concurrent=True, nulls_not_distinct=bool(self.spec and self.spec.nulls_not_distinct),
                          standby=catalog.in_recovery(self.conn))
@@ -305,7 +307,7 @@ class Preflight:
     def check_table(self):
         spec = self.spec
         try:
-            row = self.job.require_table(spec.schema, spec.table)
+            row = self.db.require_table(spec.schema, spec.table)
         except IndexOpsError as exc:
             self.checks.failed("table_exists", describe(exc))
             row = catalog.table(self.conn, spec.schema, spec.table)
@@ -320,7 +322,7 @@ class Preflight:
         return row
 
     def note_table(self, row):
-        self.job.table_row = row
+        self.db.table_row = row
         self.facts["table"] = {"schema": row["schema"], "name": row["table"], "bytes": row["table_bytes"],
                                "rows_estimate": max(row["estimated_rows"], 0)}
 
@@ -345,7 +347,7 @@ class Preflight:
             return None
         queries.read_only_session(self.conn, False)
         try:
-            wanted = self.job.canonical_definition(self.spec)
+            wanted = self.db.canonical_definition(self.spec)
         except IndexOpsError as exc:
             self.checks.failed("change_valid", describe(exc))
             self.checks.skip(("index_name", "equivalent_index"), "PostgreSQL rejected the index definition")
@@ -359,7 +361,7 @@ class Preflight:
     def check_index_name(self, wanted):
         spec = self.spec
         try:
-            facts = self.job.present_facts(spec, wanted)
+            facts = self.db.present_facts(spec, wanted)
         except IndexOpsError as exc:
             self.checks.failed("index_name", describe(exc))
             return
@@ -367,7 +369,7 @@ class Preflight:
 
     def plan_safety(self):
         """The options apply runs this action with: replace replaces a mismatch, create refuses it."""
-        return replace(self.job.safety, on_mismatch="replace" if self.action == "replace" else "fail")
+        return replace(self.db.safety, on_mismatch="replace" if self.action == "replace" else "fail")
 
     def say_plan(self, check, outcome, index):
         """Pass ``check`` with what the plan would do, or fail it with why apply would be refused."""
@@ -402,7 +404,7 @@ class Preflight:
         name, schema, table = self.target
         index = f"{schema}.{name}"
         try:
-            facts = self.job.existing_facts(schema, name, table)
+            facts = self.db.existing_facts(schema, name, table)
         except IndexOpsError as exc:
             self.checks.failed("index_exists", describe(exc))
             self.checks.skip(("privileges", "estimated_duration"), "the index cannot be used")

@@ -109,6 +109,18 @@ def duration_seconds(value, what):
     return float(match.group(1)) * DURATION_UNITS_S[match.group(2)]
 
 
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)?\s*$", re.IGNORECASE)
+SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+
+
+def size_bytes(text, what):
+    """'500MB' -> bytes, with PostgreSQL's 1024-based units."""
+    match = SIZE.match(str(text))
+    if not match:
+        raise input_error(f"{what} {text!r} is not a size", "a size like 500MB or 2GB")
+    return int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "b").lower()])
+
+
 def normalise_column(item, position):
     what = f"columns[{position}]"
     if isinstance(item, str):

@@ -387,7 +387,7 @@ class Status:
         }
 
     def replacement_build(self, item, index):
-        """The build of <name>_indexops_new (pg_index's replacement index, see index_job) on the
+        """The build of <name>_indexops_new (pg_index's replacement index, see plan.py) on the
         change's table: while a replace runs, that is the change's build."""
         row = self.relation(item["schema"], replacement_name(item["name"]))
         if row is None or row["relkind"] not in INDEX_RELKINDS or not same_table(row, item, index):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible.module_utils.indexops import plan
-from ansible.module_utils.indexops.index_job import Safety
+from ansible.module_utils.indexops.safety import Safety
 from ansible.module_utils.indexops.spec import build_spec
 from tests.unit.casefiles import cases
 from tests.unit.sqlrender import render

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.index_job import guard_server
+from ansible.module_utils.indexops.safety import guard_server
 
 ACCEPTED = [
     # (version, concurrent, nulls_not_distinct)

@@ -193,7 +193,6 @@ notes:
   - Sessions are tagged C(application_name=indexops/status).
 requirements:
   - psycopg2 (or psycopg2-binary)
-  - pglast
 seealso:
   - module: pg_index
   - module: pg_index_preflight
@@ -615,9 +614,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible.module_utils.indexops.connection import HAS_PSYCOPG2, connect, connection_argument_spec
 from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.fragments import HAS_PGLAST
 
-if HAS_PSYCOPG2 and HAS_PGLAST:
+if HAS_PSYCOPG2:
     from ansible.module_utils.indexops.status import Status
 
 APPLICATION_NAME = "indexops/status"
@@ -657,8 +655,6 @@ def main():
                            required_by={"environment": "change_id"})
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
-    if not HAS_PGLAST:
-        module.fail_json(msg=missing_required_lib("pglast"))
     try:
         result = run(module.params)
     except IndexOpsError as exc:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 from ansible.module_utils.indexops import compare, sqlcompose
 from ansible.module_utils.indexops.errors import FIX_INPUT, IndexOpsError, input_error
+from ansible.module_utils.indexops.names import replacement_name
 from ansible.module_utils.indexops.progress import percent_done
-
-REPLACEMENT_SUFFIX = "_indexops_new"
 
 # Refusal codes: why no plan was made.
 BEING_BUILT = "being_built"  # another session builds the index: wait (wait: true) or refuse
@@ -86,12 +85,6 @@ class ExistingFacts:
     name: str
     existing: Index | None = None
     leftovers: list = field(default_factory=list)  # Index of REINDEX CONCURRENTLY leftovers (rebuilt)
-
-
-def replacement_name(name):
-    """A temporary name for the replacement index that still fits in 63 bytes."""
-    room = 63 - len(REPLACEMENT_SUFFIX)
-    return name.encode("utf-8")[:room].decode("utf-8", "ignore") + REPLACEMENT_SUFFIX
 
 
 def describe_build(row):

@@ -20,7 +20,8 @@ from ansible.module_utils.indexops import ledger as ledger_utils
 from ansible.module_utils.indexops import plan as planner
 from ansible.module_utils.indexops.changefile import ACTIONS, digest, validate_change
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.plan import describe_build, replacement_name
+from ansible.module_utils.indexops.names import replacement_name
+from ansible.module_utils.indexops.plan import describe_build
 from ansible.module_utils.indexops.safety import Safety, guard_server
 from ansible.module_utils.indexops.session import Session
 from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds

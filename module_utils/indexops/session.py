@@ -18,6 +18,7 @@ import psycopg2
 from ansible.module_utils.indexops import catalog, sqlcompose
 from ansible.module_utils.indexops import plan as planner
 from ansible.module_utils.indexops.errors import RERUN_SAFE, IndexOpsError, input_error
+from ansible.module_utils.indexops.names import replacement_name
 from ansible.module_utils.indexops.retry import (
     RetryBudgetExhausted,
     RetryCounter,
@@ -219,13 +220,16 @@ class Session:
         return None if row is None else planner.Index(row, catalog.builds_of(self.conn, row["oid"]))
 
     def present_facts(self, spec, wanted):
+        default_tablespace = catalog.default_tablespace(self.conn)
+        # Read last, so that while a job waits for another session's build (wait: true) its session's
+        # last statement, in pg_stat_activity, is the look at that build.
         existing = self.index_facts(spec.schema, spec.name)
         # Only a valid index is ever replaced: a replacement leftover matters (and is read) only then.
         replaceable = existing is not None and existing.row["valid"] and existing.row["ready"]
         return planner.PresentFacts(
-            spec=spec, wanted=wanted, table_oid=self.table_row["oid"],
-            default_tablespace=catalog.default_tablespace(self.conn), existing=existing,
-            replacement=self.index_facts(spec.schema, planner.replacement_name(spec.name)) if replaceable else None)
+            spec=spec, wanted=wanted, table_oid=self.table_row["oid"], default_tablespace=default_tablespace,
+            existing=existing,
+            replacement=self.index_facts(spec.schema, replacement_name(spec.name)) if replaceable else None)
 
     def existing_facts(self, schema, name, table, leftovers=False):
         existing = self.index_facts(schema, name, table=table)

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 
 from ansible.module_utils.indexops.errors import input_error
 from ansible.module_utils.indexops.fragments import parse_fragment
-
-NAMEDATALEN = 63  # bytes: PostgreSQL silently truncates longer identifiers
+from ansible.module_utils.indexops.names import check_identifier, check_qualified_name
 
 # What each access method supports (from pg_am's amcanunique, amcaninclude, amcanorder,
 # amcanmulticol). Kept as data so a new method is one row, not a new branch.
@@ -23,7 +22,6 @@ METHODS = {
 
 # Characters that have no business in an index, table or column name handled by a runbook and
 # that every injection attempt needs: quotes, statement separators, comment starters, controls.
-IDENTIFIER_FORBIDDEN = re.compile(r'["\';\\\x00-\x1f\x7f]|--|/\*|\*/')
 STORAGE_PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 STORAGE_PARAM_VALUE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$")
@@ -62,30 +60,6 @@ class IndexSpec:
     @property
     def qualified_table(self):
         return f"{self.schema}.{self.table}"
-
-
-def check_identifier(value, what):
-    """A name is at most 63 bytes and free of quotes, separators and comment markers."""
-    expected = (f"{what}: 1 to {NAMEDATALEN} bytes, no quotes, semicolons, backslashes, comment markers "
-                "or control characters")
-    if not isinstance(value, str) or not value:
-        raise input_error(f"{what} is empty", expected)
-    size = len(value.encode("utf-8"))
-    if size > NAMEDATALEN:
-        raise input_error(f"{what} {value!r} is {size} bytes long", expected)
-    if IDENTIFIER_FORBIDDEN.search(value):
-        raise input_error(f"{what} {value!r} contains characters that are not allowed", expected)
-    return value
-
-
-def check_qualified_name(value, what):
-    """An object name that may carry a schema: 'name' or 'schema.name'."""
-    if not isinstance(value, str):
-        raise input_error(f"{what} must be a string", f"{what} as 'name' or 'schema.name'")
-    parts = value.split(".")
-    if len(parts) > 2:
-        raise input_error(f"{what} {value!r} has more than one dot", f"{what} as 'name' or 'schema.name'")
-    return tuple(check_identifier(part, what) for part in parts)
 
 
 def split_table(table, schema):

@@ -30,9 +30,8 @@ import psycopg2.errors
 
 from ansible.module_utils.indexops import catalog, ledger, queries
 from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.plan import replacement_name
+from ansible.module_utils.indexops.names import check_identifier, check_qualified_name, replacement_name
 from ansible.module_utils.indexops.progress import eta_s, percent_done, phase_percent
-from ansible.module_utils.indexops.spec import check_identifier, check_qualified_name
 
 CC_KINDS = (("ccnew", re.compile(r"_ccnew[0-9]*$")), ("ccold", re.compile(r"_ccold[0-9]*$")))
 REINDEX_CONCURRENTLY = "REINDEX CONCURRENTLY"

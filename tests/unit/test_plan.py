@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.indexops import plan
+from ansible.module_utils.indexops import names, plan
 from ansible.module_utils.indexops.safety import Safety
 from ansible.module_utils.indexops.spec import build_spec
 from tests.unit.casefiles import cases
@@ -48,7 +48,7 @@ def test_present(case):
     spec = build_spec(case["spec"])
     facts = plan.PresentFacts(spec=spec, wanted=case["wanted"], table_oid=TABLE_OID,
                               existing=index(case.get("existing"), spec.name),
-                              replacement=index(case.get("replacement"), plan.replacement_name(spec.name)))
+                              replacement=index(case.get("replacement"), names.replacement_name(spec.name)))
     decided(plan.plan_present(facts, Safety(**case.get("safety", {}))), case["expect"])
 
 
@@ -77,6 +77,6 @@ def test_every_refusal_code_and_every_action_has_a_case():
 
 def test_a_replacement_name_fits_in_63_bytes_on_a_character_boundary():
     name = "é" * 40  # 80 bytes
-    temp = plan.replacement_name(name)
-    assert temp.endswith(plan.REPLACEMENT_SUFFIX) and len(temp.encode()) <= 63
+    temp = names.replacement_name(name)
+    assert temp.endswith(names.REPLACEMENT_SUFFIX) and len(temp.encode()) <= 63
     assert temp.encode().decode() == temp

@@ -17,6 +17,8 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.indexops.core.plugins.module_utils.humanize import duration
+
 DOCUMENTATION = r"""
 ---
 module: indexops_wait
@@ -187,18 +189,6 @@ FIRST_DELAY_S = 0.25
 JOB_FILE_GRACE_S = 60
 # Polls in a row that must see the job's client session gone before the run says the job died.
 JOB_GONE_POLLS = 2
-
-
-def duration(seconds):
-    """12s, 3m05s, 2h10m; '?' when unknown."""
-    if seconds is None:
-        return "?"
-    seconds = int(round(float(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def waits_on(build):

@@ -41,7 +41,7 @@ status_scale
     time of each run (median of --status-repeats), with the forks of ansible.cfg.
 polling
     The long pg_index build without writers, alone and with a poller that reads the build's status
-    every --poll-interval-s (module_utils/indexops/status.py, what pg_index_status runs); the ratio
+    every --poll-interval-s (plugins/module_utils/status.py, what pg_index_status runs); the ratio
     of build times.
 
 Passwords are never written anywhere: set PGPASSWORD (libpq, psql and both modules read it).
@@ -110,7 +110,7 @@ UPDATE_SQL = f"UPDATE {SCHEMA}.{TABLE} SET total_cents = total_cents + 1 WHERE i
 READ_SQL = f"SELECT total_cents FROM {SCHEMA}.{TABLE} WHERE id = %s"
 # A reporting statement: reads the other table, then sleeps, holding its snapshot for the whole time.
 REPORT_SQL = f"SELECT pg_catalog.pg_sleep(%s), count(*) FROM {SCHEMA}.{REPORTS_TABLE}"  # constants only
-# What a status poll reads when module_utils/indexops/status.py cannot be imported.
+# What a status poll reads when plugins/module_utils/status.py cannot be imported.
 PROGRESS_SQL = ("SELECT p.pid, p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total "
                 "FROM pg_catalog.pg_stat_progress_create_index p "
                 "WHERE p.datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())")
@@ -401,7 +401,7 @@ class Reporter:
 
 class Poller(threading.Thread):
     """Reads the status of one index every interval_s, each time on a new session, like a status
-    playbook run: module_utils/indexops/status.py's Status when importable, else the progress query."""
+    playbook run: plugins/module_utils/status.py's Status when importable, else the progress query."""
 
     def __init__(self, bench: Bench, index: str, interval_s: float) -> None:
         super().__init__(daemon=True)
@@ -410,15 +410,15 @@ class Poller(threading.Thread):
         self.poll_s: list[float] = []
         self.saw_build = 0
         self.error: Exception | None = None
-        self.method = "module_utils/indexops/status.py Status.run"
+        self.method = "plugins/module_utils/status.py Status.run"
         self.status_cls = self.connect = None
         try:
             import ansible.module_utils
 
             if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
                 ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
-            from ansible.module_utils.indexops.connection import connect
-            from ansible.module_utils.indexops.status import Status
+            from ansible_collections.indexops.core.plugins.module_utils.connection import connect
+            from ansible_collections.indexops.core.plugins.module_utils.status import Status
 
             self.status_cls, self.connect = Status, connect
         except Exception:  # the status module is from another issue; the raw query is the same read

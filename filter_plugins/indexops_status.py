@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.indexops.core.plugins.module_utils.humanize import duration
+
 COLUMNS = (("change", "CHANGE"), ("index", "INDEX"), ("environment", "ENV"), ("host", "HOST"),
            ("state", "STATE"), ("progress", "PROGRESS"), ("started", "STARTED (UTC)"),
            ("duration", "DURATION"), ("owner", "OWNER"), ("last_error", "LAST ERROR"))
@@ -44,14 +46,7 @@ CONNECT_FAILURE = "could not connect to PostgreSQL"
 
 
 def _duration(seconds):
-    if seconds is None:
-        return NONE
-    seconds = int(round(float(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return duration(seconds, unknown=NONE)
 
 
 def _timestamp(text):

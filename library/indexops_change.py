@@ -143,8 +143,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.fragments import HAS_PGLAST
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.fragments import HAS_PGLAST
 
 try:
     import jsonschema  # noqa: F401 - only its presence is checked here; changefile uses it
@@ -154,7 +154,7 @@ except ImportError:
     HAS_JSONSCHEMA = False
 
 if HAS_PGLAST:
-    from ansible.module_utils.indexops import changefile
+    from ansible_collections.indexops.core.plugins.module_utils import changefile
 
 
 def read_change(path):

@@ -349,10 +349,10 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible.module_utils.indexops.connection import HAS_PSYCOPG2
-from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.gate import build_policy, decide
-from ansible.module_utils.indexops.rehearsals import where_text
+from ansible_collections.indexops.core.plugins.module_utils.connection import HAS_PSYCOPG2
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.gate import build_policy, decide
+from ansible_collections.indexops.core.plugins.module_utils.rehearsals import where_text
 
 if HAS_PSYCOPG2:
     import psycopg2
@@ -416,7 +416,9 @@ def read_ledger(module):
         return None
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
-    from ansible.module_utils.indexops.rehearsal_ledger import read_jobs  # only this source needs a database
+    from ansible_collections.indexops.core.plugins.module_utils.rehearsal_ledger import (
+        read_jobs,  # only this source needs a database
+    )
 
     try:
         jobs = read_jobs(params["rehearsal_ledger"], params["change_id"],

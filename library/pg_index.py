@@ -475,14 +475,23 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible.module_utils.indexops.connection import HAS_PSYCOPG2, connect, connection_argument_spec
-from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.fragments import HAS_PGLAST
+from ansible_collections.indexops.core.plugins.module_utils.connection import (
+    HAS_PSYCOPG2,
+    connect,
+    connection_argument_spec,
+)
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.fragments import HAS_PGLAST
 
 if HAS_PSYCOPG2 and HAS_PGLAST:
-    from ansible.module_utils.indexops.index_job import IndexJob
-    from ansible.module_utils.indexops.safety import Safety
-    from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds, params_from_definition
+    from ansible_collections.indexops.core.plugins.module_utils.index_job import IndexJob
+    from ansible_collections.indexops.core.plugins.module_utils.safety import Safety
+    from ansible_collections.indexops.core.plugins.module_utils.spec import (
+        build_spec,
+        build_target,
+        duration_seconds,
+        params_from_definition,
+    )
 
 # Options a whole `definition` replaces.
 DEFINITION_OPTIONS = ("columns", "include", "where", "method", "unique", "nulls_not_distinct", "storage", "tablespace")

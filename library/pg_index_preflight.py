@@ -287,12 +287,20 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible.module_utils.indexops.connection import HAS_PSYCOPG2, connect, connection_argument_spec
-from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.fragments import HAS_PGLAST
+from ansible_collections.indexops.core.plugins.module_utils.connection import (
+    HAS_PSYCOPG2,
+    connect,
+    connection_argument_spec,
+)
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.fragments import HAS_PGLAST
 
 if HAS_PSYCOPG2 and HAS_PGLAST:
-    from ansible.module_utils.indexops.preflight import Preflight, application_name, connection_params
+    from ansible_collections.indexops.core.plugins.module_utils.preflight import (
+        Preflight,
+        application_name,
+        connection_params,
+    )
 
 
 def argument_spec():

@@ -612,11 +612,15 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible.module_utils.indexops.connection import HAS_PSYCOPG2, connect, connection_argument_spec
-from ansible.module_utils.indexops.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.connection import (
+    HAS_PSYCOPG2,
+    connect,
+    connection_argument_spec,
+)
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 
 if HAS_PSYCOPG2:
-    from ansible.module_utils.indexops.status import Status
+    from ansible_collections.indexops.core.plugins.module_utils.status import Status
 
 APPLICATION_NAME = "indexops/status"
 

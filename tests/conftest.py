@@ -20,8 +20,9 @@ Databases
     ``db`` (function) is a fresh, empty database on ``pg_server``, dropped after the test.
 
 Imports
-    ``ansible.module_utils.indexops`` resolves to ./module_utils/indexops and ``scripts`` to ./scripts,
-    exactly as Ansible would ship them to a module.
+    ``ansible_collections.indexops.core.plugins.module_utils`` resolves to the in-repository collection
+    under ./collections (as ansible.cfg's collections_path makes Ansible find it) and ``scripts`` to
+    ./scripts.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import ansible.module_utils
 import psycopg2
 import psycopg2.extensions
 import pytest
@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+if str(ROOT / "collections") not in sys.path:
+    sys.path.insert(0, str(ROOT / "collections"))
 
 from scripts import pgversions  # noqa: E402
 from scripts.sandbox import Sandbox, free_port  # noqa: E402

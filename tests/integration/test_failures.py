@@ -22,7 +22,7 @@ import psycopg2.errors
 import pytest
 from psycopg2 import sql
 
-from ansible.module_utils.indexops import catalog
+from ansible_collections.indexops.core.plugins.module_utils import catalog
 from scripts.sandbox import free_port
 from tests.integration.helpers_catalog import wait_until
 from tests.pg_index_runner import run_pg_index

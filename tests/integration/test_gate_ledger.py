@@ -2,7 +2,7 @@
 rehearsal environment's indexops.jobs, only when that ledger is owned by a trusted role, in a read-only
 session, and names where it looked and why it could not read it.
 
-The ledger rows are written with module_utils/indexops/ledger.py exactly as a rehearsal writes them
+The ledger rows are written with plugins/module_utils/ledger.py exactly as a rehearsal writes them
 (rehearse, rollback, rehearse; the rollback marks the first apply rolled_back).
 """
 
@@ -14,9 +14,9 @@ import socket
 import pytest
 from psycopg2 import sql
 
-from ansible.module_utils.indexops import ledger as ledger_utils
-from ansible.module_utils.indexops import rehearsal_ledger
-from ansible.module_utils.indexops.connection import connect
+from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
+from ansible_collections.indexops.core.plugins.module_utils import rehearsal_ledger
+from ansible_collections.indexops.core.plugins.module_utils.connection import connect
 from tests.integration.helpers_roles import Roles
 from tests.pg_index_runner import run_module
 

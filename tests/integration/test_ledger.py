@@ -3,7 +3,7 @@ rollback closes the runs it undid, and which definition a rollback would restore
 
 from __future__ import annotations
 
-from ansible.module_utils.indexops import ledger as ledger_utils
+from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
 from tests.integration.helpers_catalog import create_table
 from tests.pg_index_runner import run_pg_index
 

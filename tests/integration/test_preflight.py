@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible.module_utils.indexops.changefile import digest, validate_change
+from ansible_collections.indexops.core.plugins.module_utils.changefile import digest, validate_change
 from scripts.sandbox import free_port
 from tests.integration.helpers_catalog import create_table, index_row, snapshot, wait_until
 from tests.integration.helpers_roles import Roles

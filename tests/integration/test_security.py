@@ -15,8 +15,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible.module_utils.indexops import ledger as ledger_utils
-from ansible.module_utils.indexops.connection import connect_kwargs
+from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
+from ansible_collections.indexops.core.plugins.module_utils.connection import connect_kwargs
 from tests.integration.helpers_catalog import create_table, index_row
 from tests.integration.helpers_roles import Roles
 from tests.pg_index_runner import run_module

@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible.module_utils.indexops import ledger as ledger_utils
+from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
 from tests.integration.helpers_catalog import Background, Blocker, create_table, snapshot, wait_until
 from tests.integration.helpers_roles import Roles
 from tests.integration.test_failures import in_background

@@ -2,7 +2,7 @@
 in a fresh private data directory that shares nothing with another (issue 15).
 
 Every job gets its own private data directory holding its own copy of the project (the repository's
-ansible.cfg, library, module_utils, plugins, roles, playbooks and changes, as AWX checks a project out),
+ansible.cfg, library, collections, plugins, roles, playbooks and changes, as AWX checks a project out),
 its own inventory and its own reports directory. Staging and production are two databases on the test
 server. Production's policy takes the rehearsal evidence from staging's ledger
 (indexops_rehearsal_source: ledger), so the only thing the two jobs share is what staging's database
@@ -38,7 +38,7 @@ INDEX = "orders_customer_created_idx"
 ROWS = 3000
 OPERATOR = "alice"
 # What AWX checks out of the project: everything ansible-playbook reads from the repository.
-PROJECT_CONTENT = ("ansible.cfg", "library", "module_utils", "action_plugins", "filter_plugins", "roles",
+PROJECT_CONTENT = ("ansible.cfg", "library", "collections", "action_plugins", "filter_plugins", "roles",
                    "playbooks", "changes", "schemas")
 # How long the test keeps the first build waiting at most before it gives up waiting for a progress line.
 PROGRESS_DEADLINE_S = 180

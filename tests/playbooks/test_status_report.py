@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import yaml
 
-from ansible.module_utils.indexops import ledger
+from ansible_collections.indexops.core.plugins.module_utils import ledger
 from tests.playbooks.conftest import ANSIBLE_PLAYBOOK, PLAYBOOK_TIMEOUT_S, ROOT, PlaybookRun, _ansible_env
 from tests.playbooks.test_flows import CHANGE, DEFINITION, OPERATOR, ok
 from tests.playbooks.test_status import env_inventory, rows_of, runner  # noqa: F401 - runner is a fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.indexops.status import change_state
+from ansible_collections.indexops.core.plugins.module_utils.status import change_state
 from tests.unit.casefiles import cases, section
 
 CASES = "change_state.yml"

@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
-from ansible.module_utils.indexops import changefile
-from ansible.module_utils.indexops.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils import changefile
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 from tests.unit.casefiles import cases, section
 
 CASES = "changefile.yml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pglast import ast, parse_sql
 
-from ansible.module_utils.indexops.compare import render, same_definition
+from ansible_collections.indexops.core.plugins.module_utils.compare import render, same_definition
 from tests.unit.casefiles import cases, section
 
 CASES = "compare.yml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pglast import parse_sql
 
-from ansible.module_utils.indexops.errors import FIX_INPUT, IndexOpsError
-from ansible.module_utils.indexops.fragments import Fragment, parse_fragment, select_statement
+from ansible_collections.indexops.core.plugins.module_utils.errors import FIX_INPUT, IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.fragments import Fragment, parse_fragment, select_statement
 from tests.unit.casefiles import cases
 
 CASES = "fragments.yml"

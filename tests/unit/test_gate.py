@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from ansible.module_utils.indexops import gate
-from ansible.module_utils.indexops.errors import FIX_INPUT, IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils import gate
+from ansible_collections.indexops.core.plugins.module_utils.errors import FIX_INPUT, IndexOpsError
 from tests.pg_index_runner import run_module
 from tests.unit.casefiles import cases, section
 

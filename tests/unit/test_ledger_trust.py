@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.indexops.ledger import LedgerFacts, refusal
+from ansible_collections.indexops.core.plugins.module_utils.ledger import LedgerFacts, refusal
 
 SCHEMA = {"kind": "schema", "name": "indexops", "relkind": None, "oid": 1, "owner": "indexops"}
 TABLE = {"kind": "table", "name": "indexops.jobs", "relkind": "r", "oid": 2, "owner": "indexops"}

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = "ansible.module_utils.indexops"
+PACKAGE = "ansible_collections.indexops.core.plugins.module_utils"
+UTILS = ROOT / "collections" / "ansible_collections" / "indexops" / "core" / "plugins" / "module_utils"
 
 
 def imports_of(path):
@@ -20,7 +21,7 @@ def imports_of(path):
             if node.module == PACKAGE:
                 utils |= {alias.name for alias in node.names}
             elif node.module.startswith(PACKAGE + "."):
-                utils.add(node.module.split(".")[3])
+                utils.add(node.module[len(PACKAGE) + 1:].split(".")[0])
             else:
                 packages.add(node.module.split(".")[0])
         elif isinstance(node, ast.Import):
@@ -37,7 +38,7 @@ def payload(module):
         if name in seen:
             continue
         seen.add(name)
-        more, outside = imports_of(ROOT / "module_utils" / "indexops" / f"{name}.py")
+        more, outside = imports_of(UTILS / f"{name}.py")
         todo += more
         packages |= outside
     return seen, packages

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.indexops import names, plan
-from ansible.module_utils.indexops.safety import Safety
-from ansible.module_utils.indexops.spec import build_spec
+from ansible_collections.indexops.core.plugins.module_utils import names, plan
+from ansible_collections.indexops.core.plugins.module_utils.safety import Safety
+from ansible_collections.indexops.core.plugins.module_utils.spec import build_spec
 from tests.unit.casefiles import cases
 from tests.unit.sqlrender import render
 

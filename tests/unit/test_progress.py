@@ -6,7 +6,7 @@ import numbers
 
 import pytest
 
-from ansible.module_utils.indexops.progress import eta_s, percent_done, phase_percent
+from ansible_collections.indexops.core.plugins.module_utils.progress import eta_s, percent_done, phase_percent
 from tests.unit.casefiles import cases, section
 
 CASES = "progress.yml"

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.preflight import (
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.preflight import (
     Checks,
     application_name,
     connection_params,
     judge_estimate,
     rehearsal_measurement,
 )
-from ansible.module_utils.indexops.status import build_of, build_summary, leftover_kind
+from ansible_collections.indexops.core.plugins.module_utils.status import build_of, build_summary, leftover_kind
 from tests.unit.casefiles import cases
 
 CASES = "readonly_checks.yml"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from ansible.module_utils.indexops import gate, rehearsals
-from ansible.module_utils.indexops.errors import FIX_INPUT, IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils import gate, rehearsals
+from ansible_collections.indexops.core.plugins.module_utils.errors import FIX_INPUT, IndexOpsError
 from tests.unit.casefiles import cases, section
 
 CASES = "rehearsals.yml"

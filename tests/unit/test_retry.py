@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ansible.module_utils.indexops.retry import (
+from ansible_collections.indexops.core.plugins.module_utils.retry import (
     RetryBudgetExhausted,
     RetryCounter,
     backoff_delays,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.safety import guard_server
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.safety import guard_server
 
 ACCEPTED = [
     # (version, concurrent, nulls_not_distinct)

@@ -8,9 +8,9 @@ import math
 import pytest
 from pglast import parse_sql
 
-from ansible.module_utils.indexops import spec as spec_mod
-from ansible.module_utils.indexops import sqlcompose
-from ansible.module_utils.indexops.errors import FIX_INPUT, IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils import spec as spec_mod
+from ansible_collections.indexops.core.plugins.module_utils import sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils.errors import FIX_INPUT, IndexOpsError
 from tests.unit.casefiles import cases, section
 from tests.unit.sqlrender import render as render_sql
 

@@ -14,9 +14,9 @@ from pglast import ast, parse_sql
 from pglast.enums import ObjectType, OnCommitAction, SortByDir, SortByNulls
 from psycopg2 import sql
 
-from ansible.module_utils.indexops import sqlcompose
-from ansible.module_utils.indexops.fragments import select_statement
-from ansible.module_utils.indexops.spec import Column, IndexSpec, build_spec
+from ansible_collections.indexops.core.plugins.module_utils import sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils.fragments import select_statement
+from ansible_collections.indexops.core.plugins.module_utils.spec import Column, IndexSpec, build_spec
 from tests.unit.casefiles import cases
 from tests.unit.sqlrender import quote_ident, quote_literal, render
 

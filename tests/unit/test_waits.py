@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.indexops.waits import LOCK, TRANSACTIONS, TransactionWaits, Wait, judge
+from ansible_collections.indexops.core.plugins.module_utils.waits import (
+    LOCK,
+    TRANSACTIONS,
+    TransactionWaits,
+    Wait,
+    judge,
+)
 from tests.unit.casefiles import cases
 
 CASES = "waits.yml"

@@ -30,10 +30,10 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ansible.module_utils.indexops import rehearsals
-from ansible.module_utils.indexops.changefile import CHANGE_SCHEMA
-from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.spec import duration_seconds
+from ansible_collections.indexops.core.plugins.module_utils import rehearsals
+from ansible_collections.indexops.core.plugins.module_utils.changefile import CHANGE_SCHEMA
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
+from ansible_collections.indexops.core.plugins.module_utils.spec import duration_seconds
 
 UTC = dt.UTC
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -3,9 +3,9 @@ against what a pg_index run did; each comes back as met or not, with what was ob
 
 from __future__ import annotations
 
-from ansible.module_utils.indexops import sqlcompose
-from ansible.module_utils.indexops.fragments import select_statement
-from ansible.module_utils.indexops.spec import duration_seconds, size_bytes
+from ansible_collections.indexops.core.plugins.module_utils import sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils.fragments import select_statement
+from ansible_collections.indexops.core.plugins.module_utils.spec import duration_seconds, size_bytes
 
 
 def plan_index_names(node):

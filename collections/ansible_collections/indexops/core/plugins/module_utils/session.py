@@ -15,18 +15,18 @@ import time
 
 import psycopg2
 
-from ansible.module_utils.indexops import catalog, sqlcompose
-from ansible.module_utils.indexops import plan as planner
-from ansible.module_utils.indexops.errors import RERUN_SAFE, IndexOpsError, input_error
-from ansible.module_utils.indexops.names import replacement_name
-from ansible.module_utils.indexops.retry import (
+from ansible_collections.indexops.core.plugins.module_utils import catalog, sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils import plan as planner
+from ansible_collections.indexops.core.plugins.module_utils.errors import RERUN_SAFE, IndexOpsError, input_error
+from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
+from ansible_collections.indexops.core.plugins.module_utils.retry import (
     RetryBudgetExhausted,
     RetryCounter,
     backoff_delays,
     is_retryable,
     run_with_retries,
 )
-from ansible.module_utils.indexops.safety import guard_server
+from ansible_collections.indexops.core.plugins.module_utils.safety import guard_server
 
 SHADOW_TABLE = "indexops_shadow"
 SHADOW_INDEX = "indexops_shadow_idx"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ansible.module_utils.indexops.errors import input_error
-from ansible.module_utils.indexops.fragments import parse_fragment
-from ansible.module_utils.indexops.names import check_identifier, check_qualified_name
+from ansible_collections.indexops.core.plugins.module_utils.errors import input_error
+from ansible_collections.indexops.core.plugins.module_utils.fragments import parse_fragment
+from ansible_collections.indexops.core.plugins.module_utils.names import check_identifier, check_qualified_name
 
 # What each access method supports (from pg_am's amcanunique, amcaninclude, amcanorder,
 # amcanmulticol). Kept as data so a new method is one row, not a new branch.
@@ -198,7 +198,7 @@ def params_from_definition(text):
     parsed by pglast and turned back into ordinary options, so it passes the same validation as a
     hand-written spec; nothing of the original text is executed.
     """
-    from ansible.module_utils.indexops.fragments import index_statement, print_node
+    from ansible_collections.indexops.core.plugins.module_utils.fragments import index_statement, print_node
 
     stmt = index_statement(text)
     relation = stmt.relation

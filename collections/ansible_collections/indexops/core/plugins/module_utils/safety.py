@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.spec import duration_seconds
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
+from ansible_collections.indexops.core.plugins.module_utils.spec import duration_seconds
 
 MIN_SERVER = 140000
 # PostgreSQL 14.0-14.3 could corrupt indexes built or rebuilt CONCURRENTLY (fixed in 14.4).

@@ -15,16 +15,16 @@ from dataclasses import asdict, dataclass, replace
 
 import psycopg2
 
-from ansible.module_utils.indexops import catalog, compare, queries
-from ansible.module_utils.indexops import ledger as ledger_utils
-from ansible.module_utils.indexops import plan as planner
-from ansible.module_utils.indexops.changefile import ACTIONS, digest, validate_change
-from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.names import replacement_name
-from ansible.module_utils.indexops.plan import describe_build
-from ansible.module_utils.indexops.safety import Safety, guard_server
-from ansible.module_utils.indexops.session import Session
-from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds
+from ansible_collections.indexops.core.plugins.module_utils import catalog, compare, queries
+from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
+from ansible_collections.indexops.core.plugins.module_utils import plan as planner
+from ansible_collections.indexops.core.plugins.module_utils.changefile import ACTIONS, digest, validate_change
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
+from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
+from ansible_collections.indexops.core.plugins.module_utils.plan import describe_build
+from ansible_collections.indexops.core.plugins.module_utils.safety import Safety, guard_server
+from ansible_collections.indexops.core.plugins.module_utils.session import Session
+from ansible_collections.indexops.core.plugins.module_utils.spec import build_spec, build_target, duration_seconds
 
 BUILD_ACTIONS = ("create", "replace")
 BUILD_CHECKS = ("change_valid", "server_version", "table_exists", "columns_exist", "privileges", "index_name",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible.module_utils.indexops.errors import input_error
+from ansible_collections.indexops.core.plugins.module_utils.errors import input_error
 
 try:
     from pglast import ast, parse_sql, visitors

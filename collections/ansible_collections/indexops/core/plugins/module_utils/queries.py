@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
-from ansible.module_utils.indexops.catalog import fetch_all, fetch_one
+from ansible_collections.indexops.core.plugins.module_utils.catalog import fetch_all, fetch_one
 
 SESSION = "SELECT current_user AS role, current_database() AS database"
 

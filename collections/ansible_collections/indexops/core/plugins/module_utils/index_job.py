@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 
-from ansible.module_utils.indexops import expectations
-from ansible.module_utils.indexops import plan as planner
-from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.journal import Journal, observed
-from ansible.module_utils.indexops.plan import Plan
-from ansible.module_utils.indexops.session import WAIT_POLL_S, Session
-from ansible.module_utils.indexops.steps import StepRunner
+from ansible_collections.indexops.core.plugins.module_utils import expectations
+from ansible_collections.indexops.core.plugins.module_utils import plan as planner
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.journal import Journal, observed
+from ansible_collections.indexops.core.plugins.module_utils.plan import Plan
+from ansible_collections.indexops.core.plugins.module_utils.session import WAIT_POLL_S, Session
+from ansible_collections.indexops.core.plugins.module_utils.steps import StepRunner
 
 
 class IndexJob:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import psycopg2
 import psycopg2.errors
 
-from ansible.module_utils.indexops.catalog import fetch_all, fetch_one
-from ansible.module_utils.indexops.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.catalog import fetch_all, fetch_one
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 
 STATES = ("queued", "running", "succeeded", "failed", "rolled_back")
 

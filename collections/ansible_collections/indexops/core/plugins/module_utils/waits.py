@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from ansible.module_utils.indexops.catalog import fetch_all, fetch_one
+from ansible_collections.indexops.core.plugins.module_utils.catalog import fetch_all, fetch_one
 
 # Lock types that mean "waiting for another transaction to end"; every other type is a lock on
 # something (relation, object, tuple, ...) that others may queue behind.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import psycopg2
 
-from ansible.module_utils.indexops import ledger
-from ansible.module_utils.indexops.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils import ledger
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 
 # Keys of the module's ledger option copied into the job row.
 LEDGER_FIELDS = ("change_id", "spec_digest", "kind", "environment", "owner", "rollback_note", "operator",

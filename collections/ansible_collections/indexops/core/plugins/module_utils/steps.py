@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import psycopg2
 
-from ansible.module_utils.indexops import catalog, sqlcompose, waits
-from ansible.module_utils.indexops.errors import RERUN_SAFE, IndexOpsError
-from ansible.module_utils.indexops.retry import RetryBudgetExhausted, RetryCounter, run_with_retries
-from ansible.module_utils.indexops.session import RECONNECT_S
-from ansible.module_utils.indexops.waits import TransactionWaitExceeded, WatchLost
+from ansible_collections.indexops.core.plugins.module_utils import catalog, sqlcompose, waits
+from ansible_collections.indexops.core.plugins.module_utils.errors import RERUN_SAFE, IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.retry import (
+    RetryBudgetExhausted,
+    RetryCounter,
+    run_with_retries,
+)
+from ansible_collections.indexops.core.plugins.module_utils.session import RECONNECT_S
+from ansible_collections.indexops.core.plugins.module_utils.waits import TransactionWaitExceeded, WatchLost
 
 NOTHING_LEFT = "Nothing was left behind."
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible.module_utils.indexops import compare, sqlcompose
-from ansible.module_utils.indexops.errors import FIX_INPUT, IndexOpsError, input_error
-from ansible.module_utils.indexops.names import replacement_name
-from ansible.module_utils.indexops.progress import percent_done
+from ansible_collections.indexops.core.plugins.module_utils import compare, sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils.errors import FIX_INPUT, IndexOpsError, input_error
+from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
+from ansible_collections.indexops.core.plugins.module_utils.progress import percent_done
 
 # Refusal codes: why no plan was made.
 BEING_BUILT = "being_built"  # another session builds the index: wait (wait: true) or refuse
@@ -29,7 +29,7 @@ class Step:
     """One DDL statement of a plan; ``cleanup`` names the invalid index a failure would leave.
 
     ``watched`` steps (the CONCURRENTLY forms) run with the server's lock_timeout off and their
-    waits judged by module_utils/indexops/waits.py; ``drops`` names the index a drop step removes.
+    waits judged by plugins/module_utils/waits.py; ``drops`` names the index a drop step removes.
     """
 
     statement: object

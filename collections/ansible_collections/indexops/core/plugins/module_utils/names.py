@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ansible.module_utils.indexops.errors import input_error
+from ansible_collections.indexops.core.plugins.module_utils.errors import input_error
 
 NAMEDATALEN = 63  # bytes: PostgreSQL silently truncates longer identifiers
 IDENTIFIER_FORBIDDEN = re.compile(r'["\';\\\x00-\x1f\x7f]|--|/\*|\*/')

@@ -9,7 +9,7 @@ try:
 except ImportError:  # reported by the module through missing_required_lib
     HAS_PSYCOPG2 = False
 
-from ansible.module_utils.indexops.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 
 
 def connection_argument_spec():

@@ -28,10 +28,14 @@ import re
 import psycopg2
 import psycopg2.errors
 
-from ansible.module_utils.indexops import catalog, ledger, queries
-from ansible.module_utils.indexops.errors import IndexOpsError, input_error
-from ansible.module_utils.indexops.names import check_identifier, check_qualified_name, replacement_name
-from ansible.module_utils.indexops.progress import eta_s, percent_done, phase_percent
+from ansible_collections.indexops.core.plugins.module_utils import catalog, ledger, queries
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
+from ansible_collections.indexops.core.plugins.module_utils.names import (
+    check_identifier,
+    check_qualified_name,
+    replacement_name,
+)
+from ansible_collections.indexops.core.plugins.module_utils.progress import eta_s, percent_done, phase_percent
 
 CC_KINDS = (("ccnew", re.compile(r"_ccnew[0-9]*$")), ("ccold", re.compile(r"_ccold[0-9]*$")))
 REINDEX_CONCURRENTLY = "REINDEX CONCURRENTLY"

@@ -14,8 +14,13 @@ from dataclasses import asdict
 
 import yaml
 
-from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.spec import build_spec, build_target, duration_seconds, size_bytes
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.spec import (
+    build_spec,
+    build_target,
+    duration_seconds,
+    size_bytes,
+)
 
 ACTIONS = ("create", "drop", "rebuild", "replace")
 
@@ -271,7 +276,7 @@ def validate_change(document, path="<change>", file_id=None):
     if "max_size" in expected:
         _checked(lambda: size_bytes(expected["max_size"], "max_size"), "expected/max_size", path)
     if "plan_uses_index" in document["expected"]:
-        from ansible.module_utils.indexops.fragments import select_statement
+        from ansible_collections.indexops.core.plugins.module_utils.fragments import select_statement
 
         _checked(lambda: select_statement(document["expected"]["plan_uses_index"]), "expected/plan_uses_index", path)
     return _checked(lambda: normalised_spec(document), "index", path)

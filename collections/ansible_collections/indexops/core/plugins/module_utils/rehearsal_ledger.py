@@ -7,11 +7,11 @@ code its owner chose (see ledger.py). What the rows mean is decided in rehearsal
 
 from __future__ import annotations
 
-from ansible.module_utils.indexops import ledger
-from ansible.module_utils.indexops.catalog import fetch_all
-from ansible.module_utils.indexops.connection import connect
-from ansible.module_utils.indexops.errors import IndexOpsError
-from ansible.module_utils.indexops.rehearsals import KINDS
+from ansible_collections.indexops.core.plugins.module_utils import ledger
+from ansible_collections.indexops.core.plugins.module_utils.catalog import fetch_all
+from ansible_collections.indexops.core.plugins.module_utils.connection import connect
+from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
+from ansible_collections.indexops.core.plugins.module_utils.rehearsals import KINDS
 
 # The newest jobs of the change, enough for many rehearsals; older ones cannot be recent anyway.
 JOB_LIMIT = 500

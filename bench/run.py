@@ -413,10 +413,8 @@ class Poller(threading.Thread):
         self.method = "plugins/module_utils/status.py Status.run"
         self.status_cls = self.connect = None
         try:
-            import ansible.module_utils
-
-            if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
-                ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+            if str(ROOT / "collections") not in sys.path:
+                sys.path.insert(0, str(ROOT / "collections"))  # the in-repository collection indexops.core
             from ansible_collections.indexops.core.plugins.module_utils.connection import connect
             from ansible_collections.indexops.core.plugins.module_utils.status import Status
 
@@ -592,7 +590,7 @@ class Bench:
     def run_playbook(self, venv: Path, module: str, module_args: dict[str, Any], *, repo_config: bool,
                      allow_failure: bool = False) -> OpResult:
         """ansible-playbook from `venv` running one task, whose registered result a debug task prints.
-        pg_index runs with the repository's ansible.cfg (library, module_utils), as operators run it;
+        pg_index runs with the repository's ansible.cfg (library, collections_path), as operators run it;
         community.postgresql with a minimal one. With allow_failure the task's failure is a result
         (``failed``, ``msg``) for the scenario to record, not an error of the bench."""
         self.playbooks += 1

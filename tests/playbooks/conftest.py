@@ -6,7 +6,7 @@
     returncode, stdout, stderr, results = run
 
 It starts ``.venv/bin/ansible-playbook`` in a subprocess with the repository root as working
-directory, so ansible.cfg applies (library, module_utils, roles_path), against a temporary YAML
+directory, so ansible.cfg applies (library, collections_path, roles_path), against a temporary YAML
 inventory: group ``postgres`` with one host ``pgtest`` (``ansible_connection: local``, the venv's
 Python) whose host vars point ``indexops_login_host/port/user`` and ``indexops_db`` at the test
 database, like the group_vars of inventories/local do for playbooks/demo.yml.

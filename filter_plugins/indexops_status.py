@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.indexops.core.plugins.module_utils.changefile import missing_change
 from ansible_collections.indexops.core.plugins.module_utils.humanize import duration
 
 COLUMNS = (("change", "CHANGE"), ("index", "INDEX"), ("environment", "ENV"), ("host", "HOST"),
@@ -255,13 +256,8 @@ def _load_error(item):
     """The message of a change file that did not load; a file that does not exist says so."""
     path = str(item.get("item") or "")
     if path and not os.path.exists(path):
-        folder = os.path.dirname(path)
-        try:
-            known = sorted(name[:-4] for name in os.listdir(folder) if name.endswith(".yml"))
-        except OSError:
-            known = []
-        return (f"change file {path} does not exist; expected one of the change ids in {folder}: "
-                f"{', '.join(known) if known else '(none)'}")
+        problem, expected = missing_change(path)
+        return f"change file {path} {problem}; expected {expected}"
     return _one_line(item.get("msg"), "the change file did not load (no message)")
 
 

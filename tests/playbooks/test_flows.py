@@ -565,6 +565,15 @@ def test_a_bad_change_file_is_rejected_with_the_file_and_field_and_nothing_chang
     nothing_changed(flows)
 
 
+def test_a_mistyped_change_id_names_the_ids_that_exist_and_the_closest(flows):
+    run = flows.run("apply", change="orders-customer-craeted")
+
+    message = refused(run, "orders-customer-craeted.yml does not exist (did you mean orders-customer-created?)",
+                      "check -e change=<id>")
+    assert "fix the change file" not in message and CHANGE in message
+    nothing_changed(flows)
+
+
 BAD_POLICY = {
     "retries-not-a-number": ({"indexops_lock_retries": "many"}, (), "indexops_lock_retries"),
     "no-retries": ({"indexops_lock_retries": 0}, (), "refused: indexops_lock_retries is 0"),

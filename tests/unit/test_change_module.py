@@ -158,7 +158,11 @@ def test_file_name_must_equal_id(tmp_path):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.yml"
-    assert_refused(run_change(path), path, "file: cannot be read")
+    result = run_change(path)
+    assert result["failed"] is True and result.get("changed", False) is False
+    assert result["msg"].startswith(f"change file {path} does not exist. Expected: one of the change ids in "), \
+        result["msg"]
+    assert result["msg"].endswith("check -e change=<id> (the file name without .yml) and run again.")
 
 
 def test_path_is_required():

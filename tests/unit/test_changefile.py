@@ -154,6 +154,8 @@ def test_bad_change_names_file_field_and_expectation(case):
     assert expected, f"no 'Expected:' in {msg!r}"
     assert_mentions(problem, case["says"])
     assert_mentions(expected.removesuffix(FIX_HINT), case["expects"])
+    for phrase in case.get("not_says", ()):
+        assert phrase not in problem, problem
 
 
 @pytest.mark.parametrize("case", cases(CASES, "bad"))
@@ -188,11 +190,21 @@ def test_file_that_is_not_a_mapping(case, tmp_path):
     assert_mentions(msg, case["says"] + ["Expected: a YAML mapping with the keys id, owner"])
 
 
-def test_missing_file_is_named(tmp_path):
-    path = tmp_path / "nope.yml"
+def test_a_missing_file_names_the_ids_that_exist_and_the_closest(tmp_path):
+    for change_id in ("orders-customer-created", "orders-open-email"):
+        (tmp_path / f"{change_id}.yml").write_text("id: x\n")
+    path = tmp_path / "orders-customer-craeted.yml"
     msg = error_of(lambda: changefile.load_change_file(str(path))).msg
-    assert msg.startswith(f"{path}: file: cannot be read")
-    assert "Expected: a readable UTF-8 file changes/<id>.yml" in msg
+    assert msg.startswith(f"change file {path} does not exist (did you mean orders-customer-created?). ")
+    assert f"Expected: one of the change ids in {tmp_path}: orders-customer-created, orders-open-email." in msg
+    assert msg.endswith("check -e change=<id> (the file name without .yml) and run again.")
+    assert "fix the change file" not in msg
+
+
+def test_a_missing_file_far_from_every_id_gets_no_guess(tmp_path):
+    (tmp_path / "orders-open-email.yml").write_text("id: x\n")
+    msg = error_of(lambda: changefile.load_change_file(str(tmp_path / "zzz.yml"))).msg
+    assert "does not exist. " in msg and "did you mean" not in msg
 
 
 def test_file_that_is_not_utf8_is_named(tmp_path):

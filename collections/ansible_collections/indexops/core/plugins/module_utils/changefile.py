@@ -6,9 +6,11 @@ document for editors and is checked against this one by the unit tests.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
+import re
 from collections.abc import Hashable
 from dataclasses import asdict
 
@@ -150,11 +152,29 @@ def change_file_id(path):
     return name[: -len(".yml")]
 
 
+def missing_change(path):
+    """(problem, expected) for a change file that does not exist: the ids that do, and the closest one."""
+    folder = os.path.dirname(str(path)) or "."
+    try:
+        known = sorted(name[: -len(".yml")] for name in os.listdir(folder) if name.endswith(".yml"))
+    except OSError:
+        known = []
+    close = difflib.get_close_matches(os.path.basename(str(path)).removesuffix(".yml"), known, n=1, cutoff=0.6)
+    meant = f" (did you mean {close[0]}?)" if close else ""
+    return f"does not exist{meant}", f"one of the change ids in {folder}: {', '.join(known) or '(none)'}"
+
+
 def load_change_file(path):
     """The YAML document of a change file; an unreadable file or a YAML error names the file and line."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
+    except FileNotFoundError:
+        problem, expected = missing_change(path)
+        # The change id on the command line is what is wrong, not a file to fix.
+        raise IndexOpsError(f"change file {path} {problem}", expected=expected,
+                            hint="Nothing was changed; check -e change=<id> (the file name without .yml) and run "
+                                 "again.") from None
     except (OSError, UnicodeDecodeError) as exc:
         problem = exc.strerror if isinstance(exc, OSError) else f"is not UTF-8 text ({exc.reason})"
         raise change_error("file", f"cannot be read: {problem}", "a readable UTF-8 file changes/<id>.yml",
@@ -196,7 +216,20 @@ def schema_problems(document):
         for problem in _explain(error):
             if problem not in problems:
                 problems.append(problem)
+    # A misspelt key is one mistake, not two: "colums is not a known key (did you mean columns?)"
+    # stands for "columns is missing" as well.
+    meant = {field for field, problem, _ in problems for field in [_meant_field(field, problem)] if field}
+    problems = [item for item in problems if not (item[1] == "is missing" and item[0] in meant)]
     return sorted(problems, key=lambda item: (item[0].count("/"), item[0], item[1]))
+
+
+DID_YOU_MEAN = re.compile(r"\(did you mean (?P<key>[^?]+)\?\)$")
+
+
+def _meant_field(field, problem):
+    """The field a misspelt key stands for ('index/columns' for 'index/colums'), or None."""
+    match = DID_YOU_MEAN.search(problem)
+    return "/".join([*field.split("/")[:-1], match.group("key")]) if match else None
 
 
 def _explain(error):
@@ -207,7 +240,8 @@ def _explain(error):
                 for key in error.validator_value if key not in error.instance]
     if error.validator == "additionalProperties" and error.validator_value is False:
         known = list(error.schema.get("properties", {}))
-        return [(_field(path + [str(key)]), "is not a known key", "one of the keys " + ", ".join(known))
+        return [(_field(path + [str(key)]), "is not a known key" + _suggestion(str(key), known),
+                 "one of the keys " + ", ".join(known))
                 for key in error.instance if key not in known]
     if error.validator == "oneOf" and error.context:
         branch = _matching_branch(error)
@@ -215,6 +249,12 @@ def _explain(error):
         if inner:
             return [item for sub in inner for item in _explain(sub)]
     return [(_field(path), error.message, _described(path, error.schema))]
+
+
+def _suggestion(key, known):
+    """' (did you mean columns?)' for a key close to a known one, else ''."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _matching_branch(error):

@@ -10,7 +10,6 @@ import difflib
 import hashlib
 import json
 import os
-import re
 from collections.abc import Hashable
 from dataclasses import asdict
 
@@ -159,9 +158,8 @@ def missing_change(path):
         known = sorted(name[: -len(".yml")] for name in os.listdir(folder) if name.endswith(".yml"))
     except OSError:
         known = []
-    close = difflib.get_close_matches(os.path.basename(str(path)).removesuffix(".yml"), known, n=1, cutoff=0.6)
-    meant = f" (did you mean {close[0]}?)" if close else ""
-    return f"does not exist{meant}", f"one of the change ids in {folder}: {', '.join(known) or '(none)'}"
+    meant = closest(os.path.basename(str(path)).removesuffix(".yml"), known, cutoff=0.6)
+    return f"does not exist{did_you_mean(meant)}", f"one of the change ids in {folder}: {', '.join(known) or '(none)'}"
 
 
 def load_change_file(path):
@@ -218,43 +216,41 @@ def schema_problems(document):
                 problems.append(problem)
     # A misspelt key is one mistake, not two: "colums is not a known key (did you mean columns?)"
     # stands for "columns is missing" as well.
-    meant = {field for field, problem, _ in problems for field in [_meant_field(field, problem)] if field}
-    problems = [item for item in problems if not (item[1] == "is missing" and item[0] in meant)]
+    meant = {stands_for for *_, stands_for in problems if stands_for}
+    problems = [(field, problem, expected) for field, problem, expected, _ in problems
+                if not (problem == "is missing" and field in meant)]
     return sorted(problems, key=lambda item: (item[0].count("/"), item[0], item[1]))
 
 
-DID_YOU_MEAN = re.compile(r"\(did you mean (?P<key>[^?]+)\?\)$")
+def closest(word, candidates, cutoff=0.8):
+    """The candidate a mistyped ``word`` most likely meant, or None when none is close."""
+    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=cutoff)
+    return match[0] if match else None
 
 
-def _meant_field(field, problem):
-    """The field a misspelt key stands for ('index/columns' for 'index/colums'), or None."""
-    match = DID_YOU_MEAN.search(problem)
-    return "/".join([*field.split("/")[:-1], match.group("key")]) if match else None
+def did_you_mean(word):
+    return f" (did you mean {word}?)" if word else ""
 
 
 def _explain(error):
-    """(field, problem, expected) for one jsonschema error, naming the exact key when one is at fault."""
+    """(field, problem, expected, the field a misspelt key stands for or None) for one jsonschema
+    error, naming the exact key when one is at fault."""
     path = [str(part) for part in error.absolute_path]
     if error.validator == "required":
-        return [(_field(path + [key]), "is missing", _described(path + [key], error.schema))
+        return [(_field(path + [key]), "is missing", _described(path + [key], error.schema), None)
                 for key in error.validator_value if key not in error.instance]
     if error.validator == "additionalProperties" and error.validator_value is False:
         known = list(error.schema.get("properties", {}))
-        return [(_field(path + [str(key)]), "is not a known key" + _suggestion(str(key), known),
-                 "one of the keys " + ", ".join(known))
-                for key in error.instance if key not in known]
+        unknown = [(str(key), closest(str(key), known)) for key in error.instance if key not in known]
+        expected = "one of the keys " + ", ".join(known)
+        return [(_field(path + [key]), "is not a known key" + did_you_mean(meant), expected,
+                 _field(path + [meant]) if meant else None) for key, meant in unknown]
     if error.validator == "oneOf" and error.context:
         branch = _matching_branch(error)
         inner = [sub for sub in error.context if sub.relative_schema_path[0] == branch]
         if inner:
             return [item for sub in inner for item in _explain(sub)]
-    return [(_field(path), error.message, _described(path, error.schema))]
-
-
-def _suggestion(key, known):
-    """' (did you mean columns?)' for a key close to a known one, else ''."""
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
-    return f" (did you mean {close[0]}?)" if close else ""
+    return [(_field(path), error.message, _described(path, error.schema), None)]
 
 
 def _matching_branch(error):

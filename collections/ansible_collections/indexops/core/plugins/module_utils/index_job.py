@@ -29,6 +29,9 @@ class IndexJob:
                                sleep=sleep)
         self.journal = Journal(self.session, ledger, expected=expected, ledger_owner=ledger_owner,
                                check_mode=check_mode)
+        # The ledger follows the job's sessions: a reopened watcher is its client, a reopened main
+        # session its backend (else status would call the job lost).
+        self.session.on_watch_opened = self.journal.name_client
         self.steps = StepRunner(self.session, on_reconnect=self.journal.follow_session)
         self.started = time.monotonic()
 

@@ -35,7 +35,6 @@ class Journal:
         self.ledger_owner = ledger_owner  # a shared ledger owner the ledger may belong to besides the login role
         self.check_mode = check_mode
         self.job_id = None
-        session.on_watch_opened = self.name_client
 
     @property
     def conn(self):

@@ -82,8 +82,3 @@ def explain_json(select_text):
 
 
 SET_CONFIG = sql.SQL("SELECT set_config(%s, %s, false)")
-
-
-def search_path(*schemas):
-    """A search_path value: each schema quoted as an identifier (a name may hold commas or quotes)."""
-    return sql.SQL(", ").join(sql.Identifier(schema) for schema in schemas)

@@ -17,7 +17,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.indexops.core.plugins.module_utils.humanize import duration
+from ansible_collections.indexops.core.plugins.module_utils import states
 
 DOCUMENTATION = r"""
 ---
@@ -36,7 +36,7 @@ description:
     the change's state is no longer V(building) (no session builds its index or, for a replace, its
     replacement index, and its latest ledger job no longer runs; lock retries, ANALYZE and
     verification between statements count as running) and returns the final state. The caller decides
-    what a final V(failed) or V(lost) job means; RV(status) holds it.
+    what a final V(failed) or V(lost) job means; RV(status) holds it and RV(job_end) says it.
   - With O(wait=false) it polls once, prints the line and returns at once; the build goes on.
 version_added: "0.2.0"
 author: indexops contributors
@@ -71,6 +71,11 @@ options:
   time_limit:
     description: The job's C(async) time limit in seconds, named in the message when the job ran past it.
     type: int
+  attached_to:
+    description:
+      - Attaching only; the RV(pg_index_status#module:changes) entry that found the change V(building). The
+        plugin says which build and job it attaches to, and RV(job_end) says whether that job failed or was lost.
+    type: dict
   login_host:
     description: Host of the server, as for M(pg_index_status).
     type: str
@@ -173,6 +178,12 @@ status:
   description: The last RV(pg_index_status#module:changes) entry read for the change, or null.
   returned: always
   type: dict
+job_end:
+  description:
+    - Attaching only; the message when the ledger job this run attached to (O(attached_to)) ended failed or
+      lost, and an empty string otherwise.
+  returned: when attaching
+  type: str
 result:
   description: With O(jid), the finished job's own result (the M(pg_index) return values).
   returned: when O(jid) is set and the job finished
@@ -191,64 +202,14 @@ JOB_FILE_GRACE_S = 60
 JOB_GONE_POLLS = 2
 
 
-def waits_on(build):
-    """'waits on pid 42 (idle in transaction 35s): INSERT ...' for each session the build waits on."""
-    parts = []
-    for blocker in build.get("waiting_on") or []:
-        age = f" {duration(blocker.get('xact_age_s'))}" if blocker.get("xact_age_s") is not None else ""
-        query = " ".join(str(blocker.get("query") or "").split())[:80]
-        parts.append(f"pid {blocker.get('pid')} ({blocker.get('state') or '?'}{age})" + (f": {query}" if query else ""))
-    if not parts and build.get("waiting"):
-        parts.append("another session")
-    return ("; waits on " + ", ".join(parts)) if parts else ""
-
-
 def progress_line(host, change, status, error=None):
-    """One readable line: host, index, state, percent, phase, elapsed, ETA, what it waits on."""
-    index = change.get("index") or {}
-    name = f"{index.get('schema') or 'public'}.{index.get('name')}"
+    """The line of one poll: pg_index_status's own line for the change, after the host."""
+    name = states.index_label(change.get("index") or {})
     if error:
         return f"{host}: {name} status unavailable this poll: {error}"
     if not status:
         return f"{host}: {name} no status yet"
-    build = status.get("build")
-    state = status.get("state") or "?"
-    if not build:
-        job = status.get("job") or {}
-        if state == "building":
-            return (f"{host}: {name} building, job {job.get('job_id')} running with no build in progress right now "
-                    "(waiting for a lock or a retry, starting, ANALYZE, verification or cleanup)")
-        tail = f" (job {job.get('job_id')} {job.get('state')}{', lost' if job.get('lost') else ''})" if job else ""
-        return f"{host}: {name} {state}, no build running{tail}"
-    percent = build.get("percent")
-    percent_text = f"{float(percent):.1f}%" if percent is not None else "?%"
-    phase = build.get("phase") or "phase hidden from this role"
-    return (f"{host}: {name} {state} {percent_text} {phase}, pid {build.get('pid')}, running "
-            f"{duration(build.get('elapsed_s'))}, ETA {duration(build.get('eta_s'))}{waits_on(build)}")
-
-
-def index_now(status):
-    """What the index is now, after its job died, and what to run: for the job-died message."""
-    index = status.get("index_state") or {}
-    build = status.get("build")
-    if build:
-        return (f"still being built by the server (pid {build.get('pid')}, {build.get('phase') or 'phase hidden'}): "
-                "the build goes on without the job; follow it with playbooks/status.yml, then run apply again to "
-                "verify and record it")
-    if index.get("state") == "valid":
-        return "valid (the server finished without the job): run apply again to verify and record it in the ledger"
-    if index.get("state") == "invalid":
-        return ("INVALID and nobody builds it (the build was interrupted): run apply again to repair it, or "
-                "playbooks/cleanup.yml to drop it")
-    return f"{index.get('state') or 'unknown'}: run apply again"
-
-
-def job_died(jid, host, status):
-    """The message of a run whose background job is gone: what died, and what the index is now."""
-    job = status.get("job") or {}
-    return (f"the background job {jid} on {host} died: its pg_index process is gone (ledger job "
-            f"{job.get('job_id')}: its client session, pid {job.get('client_pid')}, ended) before it recorded an "
-            f"end, so nothing more will come from it. The index is now {index_now(status)}.")
+    return f"{host}: {status['line']}"
 
 
 def module_crashed(outcome):
@@ -256,18 +217,6 @@ def module_crashed(outcome):
     it puts the module's raw output under C(data) (C(outdata) when it could not start it) only then,
     as when the OOM killer or an admin killed the pg_index process but not the watcher above it."""
     return bool(outcome.get("failed")) and ("data" in outcome or "outdata" in outcome)
-
-
-def client_gone(status):
-    job = (status or {}).get("job") or {}
-    return job.get("state") == "running" and bool(job.get("client_lost"))
-
-
-def attached_build_ended(status):
-    """Whether a change followed by attaching is over: a progress row comes and goes between the
-    statements of a job (lock retry backoff, ANALYZE, verification, cleanup of a failed build), so
-    only the change's state says so: no build, and no ledger job that still runs."""
-    return status is not None and status.get("state") != "building"
 
 
 class ActionModule(ActionBase):
@@ -285,6 +234,7 @@ class ActionModule(ActionBase):
             "interval": {"type": "float", "default": 5.0},
             "timeout": {"type": "int", "default": 0},
             "time_limit": {"type": "int"},
+            "attached_to": {"type": "dict"},
             "login_host": {"type": "str"},
             "login_port": {"type": "int"},
             "login_user": {"type": "str"},
@@ -368,9 +318,9 @@ class ActionModule(ActionBase):
             status = self.show(state)
             # The job file never says finished when the job's own processes died: the ledger's client
             # session does. Two polls in a row, so that a job that is just ending is not misread.
-            gone_polls = gone_polls + 1 if client_gone(status) else 0
+            gone_polls = gone_polls + 1 if states.client_gone(status) else 0
             if gone_polls >= JOB_GONE_POLLS:
-                raise AnsibleActionFail(job_died(jid, self.host, status), result={"job_died": True, **state})
+                raise AnsibleActionFail(states.job_died(jid, self.host, status), result={"job_died": True, **state})
             if not self.args["wait"]:
                 return state
             time.sleep(next(delays))
@@ -400,19 +350,22 @@ class ActionModule(ActionBase):
         delays = self.delays()
         for _ in range(JOB_GONE_POLLS + 3):  # the client's backend ends as soon as its socket closes
             status = self.show(state)
-            if client_gone(status):
-                raise AnsibleActionFail(job_died(jid, self.host, status), result={"job_died": True, **state})
+            if states.client_gone(status):
+                raise AnsibleActionFail(states.job_died(jid, self.host, status), result={"job_died": True, **state})
             time.sleep(next(delays))
 
     # ----------------------------------------------------------------- attach to a running build
     def attach(self):
-        state = {"polls": 0, "line": "", "status": None, "finished": False}
+        found = self.args["attached_to"] or {}
+        display.display(f"{self.host}: " + states.attach_line(self.args["change"].get("id"), found, self.args["wait"]))
+        state = {"polls": 0, "line": "", "status": None, "finished": False, "job_end": ""}
         deadline = time.monotonic() + self.args["timeout"] if self.args["timeout"] else None
         delays = self.delays()
         while True:
             status = self.show(state)
-            if attached_build_ended(status):
+            if states.ended(status):
                 state["finished"] = True
+                state["job_end"] = states.attached_job_end(self.args["change"].get("id"), self.host, found, status)
                 return state
             if not self.args["wait"] or (deadline is not None and time.monotonic() >= deadline):
                 return state

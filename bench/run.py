@@ -41,7 +41,7 @@ status_scale
     time of each run (median of --status-repeats), with the forks of ansible.cfg.
 polling
     The long pg_index build without writers, alone and with a poller that reads the build's status
-    every --poll-interval-s (plugins/module_utils/status.py, what pg_index_status runs); the ratio
+    every --poll-interval-s (plugins/module_utils/status_read.py, what pg_index_status runs); the ratio
     of build times.
 
 Passwords are never written anywhere: set PGPASSWORD (libpq, psql and both modules read it).
@@ -110,10 +110,6 @@ UPDATE_SQL = f"UPDATE {SCHEMA}.{TABLE} SET total_cents = total_cents + 1 WHERE i
 READ_SQL = f"SELECT total_cents FROM {SCHEMA}.{TABLE} WHERE id = %s"
 # A reporting statement: reads the other table, then sleeps, holding its snapshot for the whole time.
 REPORT_SQL = f"SELECT pg_catalog.pg_sleep(%s), count(*) FROM {SCHEMA}.{REPORTS_TABLE}"  # constants only
-# What a status poll reads when plugins/module_utils/status.py cannot be imported.
-PROGRESS_SQL = ("SELECT p.pid, p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total "
-                "FROM pg_catalog.pg_stat_progress_create_index p "
-                "WHERE p.datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())")
 SLACK_MS = 250  # the stall target: lock_timeout + 250 ms
 PLAYBOOK_TIMEOUT_S = 1800
 
@@ -401,7 +397,7 @@ class Reporter:
 
 class Poller(threading.Thread):
     """Reads the status of one index every interval_s, each time on a new session, like a status
-    playbook run: plugins/module_utils/status.py's Status when importable, else the progress query."""
+    playbook run: plugins/module_utils/status_read.py's Status, what pg_index_status runs."""
 
     def __init__(self, bench: Bench, index: str, interval_s: float) -> None:
         super().__init__(daemon=True)
@@ -410,29 +406,19 @@ class Poller(threading.Thread):
         self.poll_s: list[float] = []
         self.saw_build = 0
         self.error: Exception | None = None
-        self.method = "plugins/module_utils/status.py Status.run"
-        self.status_cls = self.connect = None
-        try:
-            if str(ROOT / "collections") not in sys.path:
-                sys.path.insert(0, str(ROOT / "collections"))  # the in-repository collection indexops.core
-            from ansible_collections.indexops.core.plugins.module_utils.connection import connect
-            from ansible_collections.indexops.core.plugins.module_utils.status import Status
+        self.method = "plugins/module_utils/status_read.py Status.run"
+        if str(ROOT / "collections") not in sys.path:
+            sys.path.insert(0, str(ROOT / "collections"))  # the in-repository collection indexops.core
+        from ansible_collections.indexops.core.plugins.module_utils.connection import connect
+        from ansible_collections.indexops.core.plugins.module_utils.status_read import Status
 
-            self.status_cls, self.connect = Status, connect
-        except Exception:  # the status module is from another issue; the raw query is the same read
-            self.method = "pg_stat_progress_create_index query (status module not importable)"
+        self.status_cls, self.connect = Status, connect
 
     def poll_once(self) -> None:
-        if self.status_cls is not None:
-            params = {**self.bench.module_conn, "login_password": os.environ.get("PGPASSWORD")}
-            status = self.status_cls(lambda: self.connect(params, "indexops/status")).run(
-                leftovers=True, indexes=[{"name": f"{SCHEMA}.{self.index}"}])
-            self.saw_build += bool(status["indexes"] and status["indexes"][0].get("building"))
-            return
-        with contextlib.closing(psycopg2.connect(**self.bench.conn_params, application_name="indexops/status")) as conn:
-            with conn.cursor() as cur:
-                cur.execute(PROGRESS_SQL)
-                self.saw_build += bool(cur.fetchall())
+        params = {**self.bench.module_conn, "login_password": os.environ.get("PGPASSWORD")}
+        status = self.status_cls(lambda: self.connect(params, "indexops/status")).run(
+            leftovers=True, indexes=[{"name": f"{SCHEMA}.{self.index}"}])
+        self.saw_build += bool(status["indexes"] and status["indexes"][0].get("building"))
 
     def run(self) -> None:
         while not self.stop_event.wait(self.interval_s):

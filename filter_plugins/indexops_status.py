@@ -25,48 +25,23 @@ Pure data shaping on the control node; the database is read only by pg_index_sta
 from __future__ import annotations
 
 import json
-import os
-from datetime import UTC, datetime, timedelta
+import time
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.indexops.core.plugins.module_utils.changefile import missing_change
-from ansible_collections.indexops.core.plugins.module_utils.humanize import duration
+from ansible_collections.indexops.core.plugins.module_utils import states
+from ansible_collections.indexops.core.plugins.module_utils.humanize import duration, timestamp
 
 COLUMNS = (("change", "CHANGE"), ("index", "INDEX"), ("environment", "ENV"), ("host", "HOST"),
            ("state", "STATE"), ("progress", "PROGRESS"), ("started", "STARTED (UTC)"),
            ("duration", "DURATION"), ("owner", "OWNER"), ("last_error", "LAST ERROR"))
 # Console cells are cut to this many characters; the JSON and Markdown reports keep them whole.
 CELL_MAX = {"progress": 100, "last_error": 70, "owner": 32, "change": 32, "index": 40}
-NONE = "-"
+NONE = states.NONE
 # Every state a row can be in: what indexops_status_fail_on accepts.
-STATES = ("pending", "building", "done", "mismatch", "invalid", "failed", "lost", "rolled_back", "unreachable",
-          "error")
+STATES = states.ROW_STATES
 # pg_index_status failed before it could read: the server did not answer (the rest is an error row).
 CONNECT_FAILURE = "could not connect to PostgreSQL"
-
-
-def _duration(seconds):
-    return duration(seconds, unknown=NONE)
-
-
-def _timestamp(text):
-    """Ledger timestamps ('2026-12-01 13:12:20.5+00') as 'YYYY-mm-dd HH:MM:SS' UTC."""
-    if not text:
-        return NONE
-    try:
-        value = datetime.fromisoformat(str(text).replace(" ", "T"))
-    except ValueError:
-        return str(text)
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _started_from_elapsed(elapsed_s):
-    if elapsed_s is None:
-        return NONE
-    return (datetime.now(UTC) - timedelta(seconds=float(elapsed_s))).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _split_table(index):
@@ -101,24 +76,6 @@ def indexops_status_databases(requests, default_db):
     return out
 
 
-def _waits(build):
-    parts = []
-    for blocker in build.get("waiting_on") or []:
-        age = f" {_duration(blocker.get('xact_age_s'))}" if blocker.get("xact_age_s") is not None else ""
-        parts.append(f"pid {blocker.get('pid')} ({blocker.get('state') or '?'}{age})")
-    if not parts and build.get("waiting"):
-        parts.append("another session")
-    return f"; waits on {', '.join(parts)}" if parts else ""
-
-
-def _build_progress(build):
-    percent = build.get("percent")
-    percent = f"{float(percent):.1f}%" if percent is not None else "?%"
-    phase = build.get("phase") or "phase hidden"
-    eta = f", ETA {_duration(build.get('eta_s'))}" if build.get("eta_s") is not None else ""
-    return f"{percent} {phase}, pid {build.get('pid')}{eta}{_waits(build)}"
-
-
 def _row(host, environment, database, **cells):
     row = {"change": NONE, "index": NONE, "environment": environment, "host": host, "database": database,
            "state": NONE, "states": [], "progress": NONE, "started": NONE, "duration": NONE, "owner": NONE,
@@ -127,57 +84,6 @@ def _row(host, environment, database, **cells):
     if not row["states"]:
         row["states"] = [row["state"]]
     return row
-
-
-def _job_error(job, state=None):
-    if not job:
-        return None
-    if job.get("client_lost"):
-        note = (f"job {job.get('job_id')} lost: its pg_index process is gone (its client session, pid "
-                f"{job.get('client_pid')}, ended)")
-        if state == "building":
-            note += "; the server goes on with the build, shown here until it ends"
-        elif state == "done":
-            note += "; the index finished valid and as specified: nothing to do"
-        return f"{note}; {job['last_error']}" if job.get("last_error") else note
-    if job.get("lost"):
-        note = (f"job {job.get('job_id')} lost: recorded as running, but its session (pid {job.get('backend_pid')}) "
-                "is gone")
-        if state == "done":
-            note += "; the index finished valid and as specified: nothing to do"
-        return f"{note}; {job['last_error']}" if job.get("last_error") else note
-    return job.get("last_error")
-
-
-def _change_row(host, environment, database, entry, owner):
-    index = entry.get("index") or {}
-    index_state = entry.get("index_state") or {}
-    build, job = entry.get("build"), entry.get("job")
-    state = entry.get("state") or NONE
-    states = [state]
-    # A lost job whose index finished valid and as specified (the server completed the build after the
-    # controller-side job died) is done: the flag is shown, but it is not a "lost" state to act on.
-    job_lost = bool(job and job.get("lost"))
-    if job_lost and state != "done" and "lost" not in states:
-        states.append("lost")
-    if index_state.get("state") == "invalid" and not build and "invalid" not in states:
-        states.append("invalid")
-    if build:
-        progress = _build_progress(build)
-        started = _timestamp(job.get("started_at")) if job and job.get("state") == "running" else \
-            _started_from_elapsed(build.get("elapsed_s"))
-        duration = _duration(build.get("elapsed_s"))
-    else:
-        progress = f"index {index_state.get('state') or 'unknown'}"
-        if index_state.get("state") == "invalid":
-            progress += " (leftover: nobody is building it)"
-        started = _timestamp(job.get("started_at")) if job else NONE
-        duration = _duration(job.get("duration_s")) if job else NONE
-    return _row(host, environment, database, change=entry.get("id"),
-                index=f"{index.get('schema') or 'public'}.{index.get('name')}", state=state, states=states,
-                progress=progress, started=started, duration=duration,
-                owner=(job or {}).get("owner") or owner or NONE, last_error=_job_error(job, state) or NONE,
-                job_id=(job or {}).get("job_id"), job_lost=job_lost)
 
 
 def _one_line(message, default=NONE):
@@ -218,16 +124,20 @@ def indexops_status_rows(reads, host, environment, requests):
         for entry in item.get("changes") or []:
             index = entry.get("index") or {}
             tied.add((index.get("schema") or "public", index.get("name")))
-            rows.append(_change_row(host, environment, database, entry, owners.get(entry.get("id"))))
+            # pg_index_status decided the row (module_utils/states.py); the change file's owner fills in
+            # for a change with no ledger job.
+            row = _row(host, environment, database, **entry["row"])
+            row["owner"] = owners.get(entry.get("id")) or NONE if row["owner"] == NONE else row["owner"]
+            rows.append(row)
         for build in item.get("builds") or []:
             key = (build.get("index_schema") or "public", build.get("index_name"))
             if key in tied:
                 continue
             who = "indexops" if build.get("indexops") else "outside indexops"
             rows.append(_row(host, environment, database, index=f"{key[0]}.{key[1]}" if key[1] else "(hidden)",
-                             state="building", progress=_build_progress(build),
-                             started=_started_from_elapsed(build.get("elapsed_s")),
-                             duration=_duration(build.get("elapsed_s")),
+                             state="building", progress=states.build_progress(build),
+                             started=timestamp(states.elapsed_start(build, time.time()), zone=False),
+                             duration=duration(build.get("elapsed_s"), unknown=NONE),
                              owner=f"{who}: {build.get('application_name') or 'unknown client'}"))
         for leftover in item.get("leftovers") or []:
             key = (leftover.get("schema") or "public", leftover.get("name"))
@@ -247,17 +157,14 @@ def indexops_status_rows(reads, host, environment, requests):
                 progress += f" (ledger environment {job.get('environment')})"
             rows.append(_row(host, environment, database, change=job.get("change_id"), state="lost",
                              progress=progress,
-                             started=_timestamp(job.get("started_at")), owner=job.get("owner") or NONE,
-                             last_error=_job_error(job), job_id=job.get("job_id")))
+                             started=timestamp(job.get("started_at"), zone=False), owner=job.get("owner") or NONE,
+                             last_error=states.job_note(job), job_id=job.get("job_id")))
     return rows
 
 
 def _load_error(item):
-    """The message of a change file that did not load; a file that does not exist says so."""
-    path = str(item.get("item") or "")
-    if path and not os.path.exists(path):
-        problem, expected = missing_change(path)
-        return f"change file {path} {problem}; expected {expected}"
+    """The message of a change file that did not load (indexops_change says why, a missing file with
+    the ids there are)."""
     return _one_line(item.get("msg"), "the change file did not load (no message)")
 
 
@@ -299,7 +206,10 @@ def _names(sources):
 
 
 def _source_hosts(source):
-    """Host names of one inventory source, parsed on its own (None when it cannot be parsed alone)."""
+    """Host names of one inventory source, parsed on its own (None when it cannot be parsed alone).
+
+    Stays here: Ansible merges same-named hosts before any task sees them, so only parsing each
+    source alone shows a host name given in two inventories."""
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
 
@@ -416,13 +326,8 @@ def indexops_status_failing(rows, fail_on):
 
 
 def indexops_status_state_label(row):
-    """The STATE cell: the row's states, plus '(job lost)' on a change that is done although its ledger
-    job lost its session (the server finished the build after the controller-side job died)."""
-    states = [str(state) for state in (row.get("states") or [row.get("state") or NONE])]
-    label = ", ".join(states)
-    if row.get("job_lost") and "lost" not in states:
-        label += " (job lost)"
-    return label
+    """The STATE cell (module_utils/states.py's state_label)."""
+    return states.state_label(row.get("states") or [row.get("state") or NONE], row.get("job_lost"))
 
 
 def indexops_status_report_suffix(taken_at_us, token):

@@ -511,6 +511,18 @@ changes:
         - The latest ledger job of the change (in O(changes[].environment) when given), as in RV(lost_jobs).
         - Null when there is none or the ledger is not read.
       type: dict
+    line:
+      description:
+        - The change as one progress line (without the host), as the indexops_wait action plugin prints it.
+      type: str
+      sample: "public.orders_customer_idx building 41.0% building index: scanning table, pid 4242, running 12s, ETA 17s"
+    row:
+      description:
+        - The change's cells in the status table of playbooks/status.yml, without host, environment and
+          database. C(change), C(index), C(state), C(progress), C(started) (UTC), C(duration), C(owner),
+          C(last_error), C(job_id), C(job_lost), and C(states), every state the change is in, its own first
+          (V(lost) when its job lost its session, V(invalid) when an invalid index is left that nobody builds).
+      type: dict
 lost_jobs:
   description: Jobs the ledger says are running whose session is gone (see the notes); empty without the ledger.
   returned: always
@@ -620,7 +632,7 @@ from ansible_collections.indexops.core.plugins.module_utils.connection import (
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 
 if HAS_PSYCOPG2:
-    from ansible_collections.indexops.core.plugins.module_utils.status import Status
+    from ansible_collections.indexops.core.plugins.module_utils.status_read import Status
 
 APPLICATION_NAME = "indexops/status"
 

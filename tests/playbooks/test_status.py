@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -91,11 +92,14 @@ def ledger_jobs(db, change=CHANGE):
                        (change,))
 
 
-def attach_line(log):
-    """The attach message the debug task printed ("... attaching to it instead of ..."), or None."""
-    lines = [line.strip().strip('"') for line in log.read_text().splitlines()
-             if "instead of starting a second build" in line]
+def attach_line_of(text):
+    """The attach message indexops_wait printed ("... attaching to it instead of ..."), or None."""
+    lines = [line.strip().strip('"') for line in text.splitlines() if "instead of starting a second build" in line]
     return lines[0] if lines else None
+
+
+def attach_line(log):
+    return attach_line_of(log.read_text())
 
 
 def stop(proc):
@@ -208,6 +212,11 @@ def test_a_killed_apply_finishes_its_build_and_a_rerun_attaches_instead_of_build
         no_wait = runner.run("apply", [inventory], extra={"indexops_wait": False})
         ok(no_wait)
         assert "attaching to it instead of starting a second build (not waiting)" in no_wait.stdout
+        # one line, whole seconds in UTC, no literal \n, a named operator (issue 16 item 11)
+        said = attach_line_of(no_wait.stdout)
+        assert "\\n" not in said, said
+        assert re.search(r"started by \S+ at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", said), said
+        assert "started by unknown" not in said, said
         follow = no_wait.task_output("indexops_apply : Follow the running build")
         assert f"pgtest: public.{INDEX} building" in follow and HELD_PHASE in follow
         assert f"waits on pid {writer['pid']}" in follow

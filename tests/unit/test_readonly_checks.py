@@ -13,7 +13,7 @@ from ansible_collections.indexops.core.plugins.module_utils.preflight import (
     judge_estimate,
     rehearsal_measurement,
 )
-from ansible_collections.indexops.core.plugins.module_utils.status import build_of, build_summary, leftover_kind
+from ansible_collections.indexops.core.plugins.module_utils.status_read import build_of, build_summary, leftover_kind
 from tests.unit.casefiles import cases
 
 CASES = "readonly_checks.yml"

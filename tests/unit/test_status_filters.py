@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.indexops.core.plugins.module_utils import states
 from filter_plugins import indexops_status as status
 from tests.unit.casefiles import CASES_DIR, cases
 
@@ -41,9 +42,18 @@ def check_rows(rows, case):
         assert label in status.indexops_status_table([row])[2]
 
 
+def as_returned(reads):
+    """The reads as pg_index_status returns them: each changes[] entry carries its table row."""
+    for item in reads["results"]:
+        for entry in item.get("changes") or []:
+            entry["row"] = states.change_row(entry, 0.0)
+    return reads
+
+
 @pytest.mark.parametrize("case", cases(CASES, "read_rows"))
 def test_read_rows(case):
-    rows = status.indexops_status_rows(case["reads"], "db1", case["environment"], case.get("requests") or [])
+    rows = status.indexops_status_rows(as_returned(case["reads"]), "db1", case["environment"],
+                                       case.get("requests") or [])
     check_rows(rows, case)
 
 

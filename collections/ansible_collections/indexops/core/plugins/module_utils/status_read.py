@@ -24,11 +24,12 @@ with a warning, so a status poll never hangs behind DDL nor fails because of it.
 from __future__ import annotations
 
 import re
+import time
 
 import psycopg2
 import psycopg2.errors
 
-from ansible_collections.indexops.core.plugins.module_utils import catalog, ledger, queries
+from ansible_collections.indexops.core.plugins.module_utils import catalog, ledger, queries, states
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.names import (
     check_identifier,
@@ -48,8 +49,6 @@ INDEXOPS_APPLICATION_PREFIX = "indexops/"
 BUILD_COUNTERS = ("blocks_done", "blocks_total", "tuples_done", "tuples_total", "partitions_done",
                   "partitions_total", "lockers_done", "lockers_total")
 CHANGE_ACTIONS = ("create", "drop", "replace", "rebuild")
-# Jobs whose definition_after says what the index should look like once the change is done.
-APPLYING_KINDS = ("apply", "rehearse")
 READ_LEDGER_GRANTS = "GRANT USAGE ON SCHEMA indexops TO <role>; GRANT SELECT ON indexops.jobs TO <role>"
 
 
@@ -169,7 +168,8 @@ def check_change(item):
 
 def missing_index(schema, name, table=None):
     return {"schema": schema, "name": name, "table": table, "exists": False, "valid": False, "ready": False,
-            "state": "absent", "definition": "", "size_bytes": 0, "scans": None, "building": False, "build": None}
+            "state": states.index_state(False, False, False), "definition": "", "size_bytes": 0, "scans": None,
+            "building": False, "build": None}
 
 
 def same_table(row, item, index):
@@ -181,75 +181,6 @@ def same_table(row, item, index):
     parts = wanted.split(".")
     schema = parts[0] if len(parts) == 2 else item["schema"]
     return (row.get("table_schema") or schema, row["table"]) == (schema, parts[-1])
-
-
-def index_state_name(row, build):
-    if build is not None:
-        return "building"
-    return "valid" if row["valid"] else "invalid"
-
-
-def latest_applied_definition(jobs):
-    """definition_after of the newest succeeded apply/rehearse job, or None."""
-    done = [job for job in jobs if job["state"] == "succeeded" and job["kind"] in APPLYING_KINDS
-            and job.get("definition_after")]
-    return done[-1]["definition_after"] if done else None
-
-
-def reached(action, index):
-    """Whether the index is in the state the change wants (before looking at definitions)."""
-    if action == "drop":
-        return not index["exists"]
-    return index["exists"] and index["valid"]
-
-
-def change_state(action, index, jobs, build=None):
-    """pending / building / done / mismatch / invalid / failed / lost / rolled_back, in the order
-    an operator must act on them: a live build first, then what the ledger says went wrong, then
-    what the catalog shows (see the module's RETURN for each state).
-
-    ``build`` is the build working on the change (for replace: the build of its replacement
-    index); None uses the index's own. A lost job whose index the server finished anyway is done
-    (the job keeps ``lost: true``); a failed job stays failed even when it left a valid index.
-    """
-    job = jobs[-1] if jobs else None
-    if (build or index["build"]) is not None or (job and job["state"] == "running" and not job["lost"]):
-        return "building"
-    if job and job["state"] == "running":
-        return "done" if lost_job_finished(action, index, jobs) else "lost"
-    if job and (job["state"] == "rolled_back" or (job["kind"] == "rollback" and job["state"] == "succeeded")):
-        return "rolled_back"
-    if job and job["state"] == "failed":
-        return "failed"
-    if reached(action, index):
-        return done_or_mismatch(action, index, jobs)
-    return "invalid" if index["exists"] and not index["valid"] else "pending"
-
-
-def lost_job_finished(action, index, jobs):
-    """Whether the server finished what a lost job started (its session ended, e.g. when async
-    stopped pg_index at its time limit, yet the CONCURRENTLY build ran to its end).
-
-    A rebuild cannot tell (the old index stays valid while REINDEX runs); a replace is finished only
-    once the index no longer has the definition the job set out to replace.
-    """
-    job = jobs[-1]
-    if action == "rebuild" or job["kind"] == "rollback" or not reached(action, index):
-        return False
-    if action == "replace" and (not index["definition"] or index["definition"] == job.get("definition_before")):
-        return False
-    return done_or_mismatch(action, index, jobs) == "done"
-
-
-def done_or_mismatch(action, index, jobs):
-    if action == "drop":
-        return "done"
-    if action == "rebuild" and not any(job["state"] == "succeeded" and job["kind"] in APPLYING_KINDS for job in jobs):
-        return "pending"  # a valid index says nothing about whether it was rebuilt
-    wanted = latest_applied_definition(jobs)
-    if wanted and index["definition"] and index["definition"] != wanted:
-        return "mismatch"
-    return "done"
 
 
 class Status:
@@ -352,7 +283,8 @@ class Status:
             return missing_index(schema, name, table)
         build = build_of({**row, "name": name}, self.builds)
         return {"schema": schema, "name": name, "table": row["table"], "exists": True, "valid": row["valid"],
-                "ready": row["ready"], "state": index_state_name(row, build), "definition": row["definition"],
+                "ready": row["ready"], "state": states.index_state(True, row["valid"], build is not None),
+                "definition": row["definition"],
                 "size_bytes": row["size_bytes"], "scans": queries.index_scans(self.conn, row["oid"]),
                 "building": build is not None, "build": self.summarize(build)}
 
@@ -379,15 +311,17 @@ class Status:
         index = self.index_entry(item["schema"], item["name"], item["table"])
         jobs = ledger.change_jobs(self.conn, item["id"], item["environment"]) if read_jobs else []
         build = index["build"] or (self.replacement_build(item, index) if item["action"] == "replace" else None)
-        return {
+        entry = {
             "id": item["id"],
             "action": item["action"],
             "index": {"schema": item["schema"], "name": item["name"], "table": item["table"] or index["table"]},
-            "state": change_state(item["action"], index, jobs, build),
+            "state": states.change_state(item["action"], index, jobs, build),
             "index_state": index,
             "build": build,
             "job": jobs[-1] if jobs else None,
         }
+        # What the controller prints about it, decided here so that the plugins only display.
+        return {**entry, "line": states.progress_line(entry), "row": states.change_row(entry, time.time())}
 
     def replacement_build(self, item, index):
         """The build of <name>_indexops_new (pg_index's replacement index, see plan.py) on the

@@ -247,8 +247,8 @@ class Sandbox:
             if not port_is_free(self.port, self.host):
                 raise SandboxError(
                     f"port {self.port} on {self.host} is already in use by another program; "
-                    "set INDEXOPS_SANDBOX_PORT to a free port (and indexops_login_port in "
-                    "inventories/local/group_vars/local.yml to match)")
+                    "set INDEXOPS_SANDBOX_PORT to a free port for this command and for the playbooks run "
+                    "against the sandbox (inventories/local reads the same variable)")
             self._prepare()
             if not self.is_initialized():
                 self._initdb()

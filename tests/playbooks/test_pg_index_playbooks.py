@@ -356,11 +356,13 @@ def test_demo_playbook_rehearses_the_example_change_under_a_writer_load(db, run_
     before = snapshot(db)
     params = db.params
     reports = tmp_path / "reports"
-    extra_vars = {"indexops_login_host": params["login_host"], "indexops_login_port": params["login_port"],
-                  "indexops_login_user": params["login_user"], "indexops_db": params["db"],
-                  "indexops_reports_dir": str(reports)}
-    # demo.yml's writer gets no password; libpq reads PGPASSWORD when the server wants one
-    env = {"PGPASSWORD": params["login_password"]} if params.get("login_password") else None
+    # The port comes from INDEXOPS_SANDBOX_PORT, as `INDEXOPS_SANDBOX_PORT=<port> make demo` gives it:
+    # the local inventory must follow the variable that moved the sandbox (issue 16 item 2).
+    extra_vars = {"indexops_login_host": params["login_host"], "indexops_login_user": params["login_user"],
+                  "indexops_db": params["db"], "indexops_reports_dir": str(reports)}
+    env = {"INDEXOPS_SANDBOX_PORT": str(params["login_port"])}
+    if params.get("login_password"):  # demo.yml's writer gets no password; libpq reads PGPASSWORD
+        env["PGPASSWORD"] = params["login_password"]
 
     # the repository's default inventory (inventories/local, from ansible.cfg), as `make demo` uses it
     run = run_playbook("playbooks/demo.yml", inventory=None, extra_vars=extra_vars, env=env)

@@ -30,7 +30,6 @@ import time
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.indexops.core.plugins.module_utils import states
-from ansible_collections.indexops.core.plugins.module_utils.humanize import duration, timestamp
 
 COLUMNS = (("change", "CHANGE"), ("index", "INDEX"), ("environment", "ENV"), ("host", "HOST"),
            ("state", "STATE"), ("progress", "PROGRESS"), ("started", "STARTED (UTC)"),
@@ -78,8 +77,7 @@ def indexops_status_databases(requests, default_db):
 
 def _row(host, environment, database, **cells):
     row = {"change": NONE, "index": NONE, "environment": environment, "host": host, "database": database,
-           "state": NONE, "states": [], "progress": NONE, "started": NONE, "duration": NONE, "owner": NONE,
-           "last_error": NONE}
+           "state": NONE, "states": [], "progress": NONE, "owner": NONE, "last_error": NONE, **states.times(None, None)}
     row.update({key: value for key, value in cells.items() if value is not None})
     if not row["states"]:
         row["states"] = [row["state"]]
@@ -136,8 +134,7 @@ def indexops_status_rows(reads, host, environment, requests):
             who = "indexops" if build.get("indexops") else "outside indexops"
             rows.append(_row(host, environment, database, index=f"{key[0]}.{key[1]}" if key[1] else "(hidden)",
                              state="building", progress=states.build_progress(build),
-                             started=timestamp(states.elapsed_start(build, time.time()), zone=False),
-                             duration=duration(build.get("elapsed_s"), unknown=NONE),
+                             **states.times(states.elapsed_start(build, time.time()), build.get("elapsed_s")),
                              owner=f"{who}: {build.get('application_name') or 'unknown client'}"))
         for leftover in item.get("leftovers") or []:
             key = (leftover.get("schema") or "public", leftover.get("name"))
@@ -157,7 +154,7 @@ def indexops_status_rows(reads, host, environment, requests):
                 progress += f" (ledger environment {job.get('environment')})"
             rows.append(_row(host, environment, database, change=job.get("change_id"), state="lost",
                              progress=progress,
-                             started=timestamp(job.get("started_at"), zone=False), owner=job.get("owner") or NONE,
+                             **states.times(job.get("started_at"), None), owner=job.get("owner") or NONE,
                              last_error=states.job_note(job), job_id=job.get("job_id")))
     return rows
 

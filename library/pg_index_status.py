@@ -511,6 +511,12 @@ changes:
         - The latest ledger job of the change (in O(changes[].environment) when given), as in RV(lost_jobs).
         - Null when there is none or the ledger is not read.
       type: dict
+    made_by:
+      description:
+        - The ledger job that made the index what it is, as RV(changes[].job) - the latest job, unless that one
+          succeeded finding nothing to do (a rerun), then the latest job that did something. The status table's
+          start and duration are this job's.
+      type: dict
     line:
       description:
         - The change as one progress line (without the host), as the indexops_wait action plugin prints it.

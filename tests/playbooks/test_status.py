@@ -250,6 +250,16 @@ def test_a_killed_apply_finishes_its_build_and_a_rerun_attaches_instead_of_build
     assert jobs[0][1:] == ("apply", "created", "succeeded"), jobs  # finished by the background job
     assert [job[2] for job in jobs[1:]] == ["none"], jobs  # the attached rerun only verified
 
+    # status dates the change by the job that built it, not by the rerun that found nothing to do
+    _, document = runner.status([inventory], change=CHANGE)
+    [change_row] = rows_of(document, change=CHANGE, host="pgtest")
+    built = db.fetchone("SELECT to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM indexops.jobs "
+                        "WHERE job_id = %s", (jobs[0][0],))[0]
+    assert change_row["state"] == "done" and change_row["started"] == built, (change_row, jobs)
+    # the JSON's machine fields: ISO 8601 with its zone, seconds as a number (issue 16 item 16)
+    assert change_row["started_at"].startswith(built.replace(" ", "T")) and change_row["started_at"].endswith("+00:00")
+    assert isinstance(change_row["duration_s"], float) and change_row["duration_s"] > 0, change_row
+
 
 def lock_holder(db, table="public.orders"):
     """An open transaction holding SHARE UPDATE EXCLUSIVE on ``table``: a concurrent build cannot even

@@ -94,3 +94,18 @@ def test_every_index_state_is_reachable():
     seen = {states.index_state(exists, valid, building)
             for exists in (True, False) for valid in (True, False) for building in (True, False)}
     assert seen == set(states.INDEX_STATES)
+
+
+def test_a_rerun_that_found_nothing_to_do_does_not_date_the_change():
+    build = {"job_id": 1, "kind": "apply", "action": "created", "state": "succeeded",
+             "started_at": "2026-12-01T10:00:00.1Z", "duration_s": 920.4}
+    rerun = {"job_id": 2, "kind": "apply", "action": "none", "state": "succeeded",
+             "started_at": "2026-12-01T11:00:00.1Z", "duration_s": 0.2}
+    entry = {**ENTRY, "state": "done", "index_state": {"state": "valid"}, "job": rerun,
+             "made_by": states.made_by([build, rerun])}
+
+    row = states.change_row(entry, 0.0)
+
+    assert (row["started"], row["duration"]) == ("2026-12-01 10:00:00", "15m20s"), row
+    assert states.made_by([build, {**rerun, "state": "failed"}])["job_id"] == 2  # a failed rerun is the news
+    assert states.made_by([rerun])["job_id"] == 2 and states.made_by([]) is None

@@ -19,18 +19,31 @@ def duration(seconds, unknown="?"):
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def moment(value):
+    """A UTC datetime from the ledger's ISO 8601 text or epoch seconds; None when there is none or
+    it cannot be read."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(float(value), UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace(" ", "T").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def timestamp(value, zone=True, unknown="-"):
     """'2026-12-01 13:12:20 UTC' (without ' UTC' when ``zone`` is false, under a '(UTC)' heading) from
     the ledger's ISO 8601 text or epoch seconds; ``unknown`` when there is none. Whole seconds: people
     compare these with a clock, not with each other's microseconds."""
-    if value is None or value == "":
-        return unknown
-    if isinstance(value, (int, float)):
-        moment = datetime.fromtimestamp(float(value), UTC)
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value).replace(" ", "T").replace("Z", "+00:00"))
-        except ValueError:
-            return str(value)
-        moment = moment.astimezone(UTC) if moment.tzinfo is not None else moment
-    return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if zone else "")
+    when = moment(value)
+    if when is None:
+        return unknown if value in (None, "") else str(value)
+    return when.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if zone else "")
+
+
+def iso(value):
+    """The same moment for machines: ISO 8601 with its zone ('2026-12-01T13:12:20.512000+00:00'), or None."""
+    when = moment(value)
+    return when.isoformat() if when is not None else None

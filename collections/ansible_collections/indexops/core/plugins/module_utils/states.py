@@ -19,7 +19,7 @@ A row of the status table can also be unreachable or error: the database could n
 
 from __future__ import annotations
 
-from ansible_collections.indexops.core.plugins.module_utils.humanize import duration, timestamp
+from ansible_collections.indexops.core.plugins.module_utils.humanize import duration, iso, timestamp
 
 CHANGE_STATES = ("pending", "building", "done", "mismatch", "invalid", "failed", "lost", "rolled_back")
 # A status row whose database was not read: the server did not answer (unreachable), or the read failed.
@@ -205,26 +205,42 @@ def started_by(job):
     return f"indexops job {job.get('job_id')}, started by {who} at {timestamp(job.get('started_at'), unknown='?')}"
 
 
+def made_by(jobs):
+    """The job that made the index what it is: the latest one, unless it succeeded finding nothing to
+    do (a rerun), then the latest that did something. Its start and duration are the change's."""
+    doing = [job for job in jobs if not (job["state"] == "succeeded" and job.get("action") in (None, "none"))]
+    if jobs and doing and doing[-1] is not jobs[-1]:
+        return doing[-1]
+    return jobs[-1] if jobs else None
+
+
 def change_row(entry, now_s):
     """The status table's cells for one pg_index_status changes[] entry (no host, environment or
     database: the controller adds those). ``now_s`` dates a build from its elapsed time."""
     index_state_ = entry.get("index_state") or {}
     build, job, state = entry.get("build"), entry.get("job"), entry.get("state") or NONE
+    maker = entry.get("made_by") or job
     if build:
         progress = build_progress(build)
         running = job and job.get("state") == "running"
-        started = timestamp(job.get("started_at") if running else elapsed_start(build, now_s), zone=False)
-        took = duration(build.get("elapsed_s"), unknown=NONE)
+        began, seconds = job.get("started_at") if running else elapsed_start(build, now_s), build.get("elapsed_s")
     else:
         progress = f"index {index_state_.get('state') or 'unknown'}"
         if index_state_.get("state") == "invalid":
             progress += " (leftover: nobody is building it)"
-        started = timestamp(job.get("started_at"), zone=False) if job else NONE
-        took = duration(job.get("duration_s"), unknown=NONE) if job else NONE
+        began, seconds = (maker or {}).get("started_at"), (maker or {}).get("duration_s")
     return {"change": entry.get("id"), "index": index_label(entry.get("index") or {}), "state": state,
-            "states": change_states(state, index_state_, build, job), "progress": progress, "started": started,
-            "duration": took, "owner": (job or {}).get("owner") or NONE, "last_error": job_note(job, state) or NONE,
-            "job_id": (job or {}).get("job_id"), "job_lost": bool(job and job.get("lost"))}
+            "states": change_states(state, index_state_, build, job), "progress": progress,
+            **times(began, seconds), "owner": (job or {}).get("owner") or NONE,
+            "last_error": job_note(job, state) or NONE, "job_id": (job or {}).get("job_id"),
+            "job_lost": bool(job and job.get("lost"))}
+
+
+def times(began, seconds):
+    """The row's start and duration twice: for people (started, duration) and for machines
+    (started_at in ISO 8601 with its zone, duration_s in seconds)."""
+    return {"started": timestamp(began, zone=False), "duration": duration(seconds, unknown=NONE),
+            "started_at": iso(began), "duration_s": None if seconds is None else round(float(seconds), 3)}
 
 
 def elapsed_start(build, now_s):

@@ -319,6 +319,7 @@ class Status:
             "index_state": index,
             "build": build,
             "job": jobs[-1] if jobs else None,
+            "made_by": states.made_by(jobs),
         }
         # What the controller prints about it, decided here so that the plugins only display.
         return {**entry, "line": states.progress_line(entry), "row": states.change_row(entry, time.time())}

@@ -39,8 +39,6 @@ LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace
 WHERE n.nspname = %s AND c.relname = %s
 """
 
-INDEX_BY_OID = "SELECT pg_catalog.pg_get_indexdef(%s::oid) AS definition"
-
 # The table a name belongs to (itself, or an index's table), read without taking any lock: used to
 # name the sessions that made a locking look-up time out.
 TABLE_OID_OF = """

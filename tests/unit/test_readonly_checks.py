@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
-from ansible_collections.indexops.core.plugins.module_utils.preflight import (
+from ansible_collections.indexops.core.plugins.module_utils.preflight import application_name, connection_params
+from ansible_collections.indexops.core.plugins.module_utils.preflight_report import (
     Checks,
-    application_name,
-    connection_params,
     judge_estimate,
     rehearsal_measurement,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import psycopg2.extras
+from psycopg2 import sql
 
 TABLE = """
 SELECT c.oid, n.nspname AS schema, c.relname AS table, c.relkind,
@@ -38,8 +39,6 @@ LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace
 WHERE n.nspname = %s AND c.relname = %s
 """
 
-INDEX_BY_OID = "SELECT pg_catalog.pg_get_indexdef(%s::oid) AS definition"
-
 # The table a name belongs to (itself, or an index's table), read without taking any lock: used to
 # name the sessions that made a locking look-up time out.
 TABLE_OID_OF = """
@@ -60,17 +59,32 @@ WHERE i.indrelid = %s AND NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$'
 """
 CC_SUFFIX = re.compile(r"^(?P<base>.*)_cc(?:new|old)(?P<n>[0-9]*)$", re.DOTALL)
 
-BUILDS = """
+# The one query over pg_stat_progress_create_index (PostgreSQL 12+): the index builds of other
+# sessions, with the age of the building statement. builds_of() asks about one index;
+# queries.build_details() about the whole database, adding the names and waits status shows.
+# {elapsed} is how the age is rendered, {columns} and {joins} what a caller adds, {scope} which
+# builds, {order} their order.
+PROGRESS_TEMPLATE = sql.SQL("""
 SELECT p.pid, p.command, p.phase, p.relid, p.index_relid,
        p.lockers_total, p.lockers_done, p.current_locker_pid,
        p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done,
        p.partitions_total, p.partitions_done,
-       extract(epoch FROM now() - a.query_start)::float AS elapsed_s,
-       a.application_name
+       {elapsed} AS elapsed_s,
+       a.application_name{columns}
 FROM pg_catalog.pg_stat_progress_create_index p
-LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid
-WHERE p.index_relid = %s AND p.pid <> pg_catalog.pg_backend_pid()
-"""
+LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid{joins}
+WHERE {scope} AND p.pid <> pg_catalog.pg_backend_pid()
+{order}""")
+
+
+def progress_query(scope, *, elapsed="extract(epoch FROM now() - a.query_start)::float", columns="", joins="",
+                   order=""):
+    """PROGRESS_TEMPLATE filled in; every part is a constant of the caller's, never input."""
+    parts = {"scope": scope, "elapsed": elapsed, "columns": columns, "joins": joins, "order": order}
+    return PROGRESS_TEMPLATE.format(**{key: sql.SQL(value) for key, value in parts.items()})
+
+
+BUILDS = progress_query("p.index_relid = %s")
 
 # Who stands in a build's way: sessions holding a lock on the table, and transactions that are
 # older than the build attempt (concurrent builds wait for those at each phase boundary).

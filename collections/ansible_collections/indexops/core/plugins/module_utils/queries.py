@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
-from ansible_collections.indexops.core.plugins.module_utils.catalog import fetch_all, fetch_one
+from ansible_collections.indexops.core.plugins.module_utils.catalog import fetch_all, fetch_one, progress_query
 
 SESSION = "SELECT current_user AS role, current_database() AS database"
 
@@ -106,23 +106,6 @@ LOCK_FREE_COLUMNS = {"definition": sql.SQL("NULL::text"),
 INVALID_INDEXES = INVALID_INDEXES_TEMPLATE.format(**LOCKING_COLUMNS)
 INVALID_INDEXES_UNLOCKED = INVALID_INDEXES_TEMPLATE.format(**LOCK_FREE_COLUMNS)
 
-# Every index build in this database but our own. relid and index_relid are NULL for the builds
-# of other roles when this role lacks pg_read_all_stats: such a row still says "someone builds".
-DATABASE_BUILDS = """
-SELECT p.pid, p.command, p.phase, p.relid, p.index_relid,
-       p.lockers_total, p.lockers_done, p.current_locker_pid,
-       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done,
-       p.partitions_total, p.partitions_done,
-       round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float AS elapsed_s,
-       a.application_name
-FROM pg_catalog.pg_stat_progress_create_index p
-LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid
-WHERE p.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-  AND p.pid <> pg_catalog.pg_backend_pid()
-ORDER BY p.pid
-"""
-
-
 def session(conn):
     return fetch_one(conn, SESSION)
 
@@ -161,10 +144,6 @@ def invalid_indexes(conn):
     return fetch_all(conn, INVALID_INDEXES)
 
 
-def database_builds(conn):
-    return fetch_all(conn, DATABASE_BUILDS)
-
-
 def read_only_session(conn, enabled):
     """Make every later transaction of the session READ ONLY (or writable again)."""
     with conn.cursor() as cur:
@@ -180,24 +159,17 @@ SERVER_VERSION = "SELECT current_setting('server_version') AS version"
 # (joined by OID; a plain catalog read takes no lock), the building session's wait and its start.
 # index_relid is 0 while a concurrent build initializes (no index yet); relid and index_relid are
 # NULL for other roles' builds when this role lacks pg_read_all_stats.
-BUILD_DETAILS = """
-SELECT p.pid, p.command, p.phase, p.relid, p.index_relid,
-       p.lockers_total, p.lockers_done, p.current_locker_pid,
-       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done,
-       p.partitions_total, p.partitions_done,
-       round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float AS elapsed_s,
-       a.application_name, a.wait_event_type, a.wait_event,
-       tn.nspname AS table_schema, t.relname AS table, xn.nspname AS index_schema, x.relname AS index_name
-FROM pg_catalog.pg_stat_progress_create_index p
-LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid
+BUILD_DETAILS = progress_query(
+    "p.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())",
+    elapsed="round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float",
+    columns=""", a.wait_event_type, a.wait_event,
+       tn.nspname AS table_schema, t.relname AS table, xn.nspname AS index_schema, x.relname AS index_name""",
+    joins="""
 LEFT JOIN pg_catalog.pg_class t ON t.oid = p.relid
 LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
 LEFT JOIN pg_catalog.pg_class x ON x.oid = p.index_relid
-LEFT JOIN pg_catalog.pg_namespace xn ON xn.oid = x.relnamespace
-WHERE p.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-  AND p.pid <> pg_catalog.pg_backend_pid()
-ORDER BY p.pid
-"""
+LEFT JOIN pg_catalog.pg_namespace xn ON xn.oid = x.relnamespace""",
+    order="ORDER BY p.pid\n")
 
 # The sessions one build waits on: pg_blocking_pids (heavyweight locks, including the virtualxid
 # locks the "waiting for ..." phases wait on) plus pids the progress view names (current_locker_pid).

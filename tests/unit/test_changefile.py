@@ -159,9 +159,9 @@ def test_bad_change_names_file_field_and_expectation(case):
 
 
 @pytest.mark.parametrize("case", cases(CASES, "bad"))
-def test_schema_errors_agree(case):
-    """schema_errors (for other checks) lists the field first, unless the spec rules after the schema catch it."""
-    fields = [field for field, _message in changefile.schema_errors(changed(case))]
+def test_schema_problems_agree(case):
+    """schema_problems lists the field first, unless the spec rules after the schema catch it."""
+    fields = [field for field, _what, _expected in changefile.schema_problems(changed(case))]
     if fields:
         assert fields[0] == case["field"]
     else:

@@ -199,11 +199,6 @@ def _yaml_problem(exc):
     return where, problem
 
 
-def schema_errors(document):
-    """Every schema violation as (field path, message), in the order validate_change reports them."""
-    return [(field, problem) for field, problem, _expected in schema_problems(document)]
-
-
 def schema_problems(document):
     """Every schema violation as (field path, what is wrong, what was expected), shallowest first."""
     import jsonschema

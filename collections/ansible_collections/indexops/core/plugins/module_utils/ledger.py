@@ -50,7 +50,6 @@ CREATE TABLE indexops.jobs (
     application_name  text
 )
 """
-LOOKUP_INDEX = "jobs_change_idx"
 CREATE_LOOKUP_INDEX = "CREATE INDEX jobs_change_idx ON indexops.jobs (change_id, job_id)"
 
 INSERT = """

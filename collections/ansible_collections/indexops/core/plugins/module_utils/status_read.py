@@ -48,7 +48,6 @@ WAITING_PHASE_PREFIX = "waiting for"
 INDEXOPS_APPLICATION_PREFIX = "indexops/"
 BUILD_COUNTERS = ("blocks_done", "blocks_total", "tuples_done", "tuples_total", "partitions_done",
                   "partitions_total", "lockers_done", "lockers_total")
-CHANGE_ACTIONS = ("create", "drop", "replace", "rebuild")
 READ_LEDGER_GRANTS = "GRANT USAGE ON SCHEMA indexops TO <role>; GRANT SELECT ON indexops.jobs TO <role>"
 
 

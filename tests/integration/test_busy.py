@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.errors
 
 from tests.integration.helpers_catalog import wait_until
-from tests.integration.test_failures import (
+from tests.integration.test_pg_index_failures import (
     in_background,
     index_state,
     invalid_indexes,

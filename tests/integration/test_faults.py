@@ -3,8 +3,9 @@
 Each test provokes one fault a production run meets and checks what the operator reads and the
 state the database and the ledger are left in. Rows of the matrix that live elsewhere:
 
-- connection cut mid-build (backend terminated): test_failures.py::test_terminated_build_cleans_up_and_rerun_creates
-- statement_timeout mid-build: test_failures.py::test_statement_timeout_cancels_build_and_cleans_up
+- connection cut mid-build (backend terminated):
+  test_pg_index_failures.py::test_terminated_build_cleans_up_and_rerun_creates
+- statement_timeout mid-build: test_pg_index_failures.py::test_statement_timeout_cancels_build_and_cleans_up
 - the background job's processes killed while apply waits, the control node dies:
   tests/playbooks/test_status.py (test_apply_notices_its_background_job_died..., test_a_killed_apply...)
 
@@ -30,7 +31,7 @@ from scripts.sandbox import Sandbox, free_port
 from tests.conftest import ROOT, PgServer, TestDatabase, start_sandbox, worker_dir
 from tests.integration.helpers_catalog import wait_until
 from tests.integration.helpers_roles import Roles
-from tests.integration.test_failures import in_background, index_state, invalid_indexes, make_table, session
+from tests.integration.test_pg_index_failures import in_background, index_state, invalid_indexes, make_table, session
 from tests.pg_index_runner import run_module, run_pg_index
 
 

@@ -20,7 +20,7 @@ from psycopg2 import sql
 from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
 from tests.integration.helpers_catalog import Background, Blocker, create_table, snapshot, wait_until
 from tests.integration.helpers_roles import Roles
-from tests.integration.test_failures import in_background
+from tests.integration.test_pg_index_failures import in_background
 from tests.integration.test_status_leftovers import by_name, held_build, status
 from tests.pg_index_runner import run_module, run_pg_index
 

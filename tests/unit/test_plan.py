@@ -1,6 +1,7 @@
 """plan.py: every branch of state present, absent and rebuilt, decided from facts without a database
 (tests/unit/cases/plan.yml). That index_job.py reads those facts from a real server and carries the
-plan out is tested in tests/integration/test_present.py, test_states.py and test_failures.py."""
+plan out is tested in tests/integration/test_pg_index_present.py, test_pg_index_states.py and
+test_pg_index_failures.py."""
 
 from __future__ import annotations
 

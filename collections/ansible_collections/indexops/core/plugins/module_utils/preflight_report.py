@@ -1,6 +1,6 @@
 """pg_index_preflight's results and their wording: the checks of one run (Check, Checks), the
 one-line texts for people, and the duration estimate from the rehearsal's measurement. Pure: no
-database, so all of it is unit-tested (tests/unit/test_readonly_checks.py)."""
+database, so all of it is unit-tested (tests/unit/test_preflight.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Pure logic of pg_index_preflight and pg_index_status: leftover kinds, which build works on an
-index, the duration estimate and the bookkeeping of checks (cases in cases/readonly_checks.yml)."""
+"""module_utils/preflight.py and preflight_report.py (pg_index_preflight): the duration estimate, the
+rehearsal measurement, the bookkeeping of checks and the connection each change picks (cases in
+cases/preflight.yml)."""
 
 from __future__ import annotations
 
@@ -12,34 +13,9 @@ from ansible_collections.indexops.core.plugins.module_utils.preflight_report imp
     judge_estimate,
     rehearsal_measurement,
 )
-from ansible_collections.indexops.core.plugins.module_utils.status_read import build_of, build_summary, leftover_kind
 from tests.unit.casefiles import cases
 
-CASES = "readonly_checks.yml"
-
-
-@pytest.mark.parametrize("case", cases(CASES, "leftover_kind"))
-def test_leftover_kind(case):
-    assert leftover_kind(case["name"]) == case["kind"]
-
-
-@pytest.mark.parametrize("case", cases(CASES, "build_of"))
-def test_build_of(case):
-    row = build_of(case["index"], case["builds"])
-    assert (row["pid"] if row else None) == case["pid"]
-
-
-def test_build_summary_hides_what_the_role_cannot_see():
-    hidden = build_summary({"pid": 5, "command": None, "phase": None, "relid": None, "index_relid": None})
-    assert hidden["pid"] == 5
-    assert (hidden["phase"], hidden["percent"], hidden["details_visible"]) == (None, None, False)
-    visible = build_summary({"pid": 6, "command": "CREATE INDEX CONCURRENTLY", "relid": 1, "index_relid": 2,
-                             "phase": "building index: scanning table", "blocks_done": 50, "blocks_total": 100,
-                             "current_locker_pid": 0})
-    assert visible["details_visible"] is True
-    assert 3 < visible["percent"] < 50
-    assert visible["waiting_for_pid"] is None
-    assert build_summary(None) is None
+CASES = "preflight.yml"
 
 
 @pytest.mark.parametrize("case", cases(CASES, "estimate"))

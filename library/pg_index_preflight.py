@@ -55,6 +55,14 @@ options:
       - The newest matching rehearsal as the gate returns it; only V(duration_s) (seconds) and
         V(table_bytes) (size of the rehearsed table) are used. Null means no estimate.
     type: dict
+  rehearsal_environments:
+    description:
+      - The environments whose rehearsals count (the inventory's C(indexops_rehearsal_environments)); only
+        named in the V(estimated_duration) check's detail when there is no O(rehearsal), so that the operator
+        knows a rehearsal elsewhere (e.g. on the sandbox) gives no estimate.
+    type: list
+    elements: str
+    default: []
   window_remaining_s:
     description: Seconds left in the maintenance window; null when there is no window.
     type: float
@@ -310,6 +318,7 @@ def argument_spec():
         long_transaction_threshold={"type": "str", "default": "5min"},
         build_wait_timeout={"type": "str"},
         rehearsal={"type": "dict"},
+        rehearsal_environments={"type": "list", "elements": "str", "default": []},
         window_remaining_s={"type": "float"},
         fail_on_nogo={"type": "bool", "default": False},
         ledger_owner={"type": "str"},
@@ -323,7 +332,8 @@ def run(params):
     preflight = Preflight(lambda: connect(target, application_name(change)), change,
                           threshold=params["long_transaction_threshold"], rehearsal=params["rehearsal"],
                           window_remaining_s=params["window_remaining_s"],
-                          build_wait_timeout=params["build_wait_timeout"], ledger_owner=params["ledger_owner"])
+                          build_wait_timeout=params["build_wait_timeout"], ledger_owner=params["ledger_owner"],
+                          rehearsal_environments=params["rehearsal_environments"])
     return preflight.run()
 
 

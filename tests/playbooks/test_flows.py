@@ -313,6 +313,11 @@ def test_preflight_lists_every_reason_and_changes_nothing(flows):
     assert report["kind"] == "preflight" and report["success"] is False
     failed = {check["name"] for check in report["hosts"]["pgtest"]["checks"] if check["ok"] is False}
     assert {"columns_exist", "long_transactions"} <= failed
+    # no estimate on the sandbox, and the report says which rehearsals would give one (issue 16 item 15)
+    [estimate] = [check for check in report["hosts"]["pgtest"]["checks"] if check["name"] == "estimated_duration"]
+    assert "only a successful rehearsal in staging counts" in estimate["detail"], estimate
+    markdown = flows.reports("orders-missing-column", ".md")[-1].read_text()
+    assert "only a successful rehearsal in staging counts" in markdown
 
 
 # --------------------------------------------------------------------------- rehearse

@@ -21,7 +21,7 @@ CASES = "preflight.yml"
 @pytest.mark.parametrize("case", cases(CASES, "estimate"))
 def test_judge_estimate(case):
     measurement = tuple(case["measurement"]) if case["measurement"] else None
-    ok, estimate, detail = judge_estimate(measurement, case["table_bytes"], case["window"])
+    ok, estimate, detail = judge_estimate(measurement, case["table_bytes"], case["window"], case.get("counted", ()))
     assert ok is case["ok"]
     assert estimate == (pytest.approx(case["estimate"]) if case["estimate"] is not None else None)
     if "detail" in case:

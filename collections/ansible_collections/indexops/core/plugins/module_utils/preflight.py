@@ -62,7 +62,7 @@ class Preflight:
     index by TargetChecks (preflight_target.py); results and texts are preflight_report.py's."""
 
     def __init__(self, connect, change, *, threshold="5min", rehearsal=None, window_remaining_s=None,
-                 build_wait_timeout=None, ledger_owner=None):
+                 build_wait_timeout=None, ledger_owner=None, rehearsal_environments=()):
         self.change = change if isinstance(change, dict) else {}
         self.threshold = threshold
         self.threshold_s = duration_seconds(threshold, "long_transaction_threshold")
@@ -70,6 +70,7 @@ class Preflight:
         self.build_wait_timeout_s = (None if build_wait_timeout is None
                                      else duration_seconds(build_wait_timeout, "build_wait_timeout"))
         self.measurement = rehearsal_measurement(rehearsal)
+        self.rehearsal_environments = tuple(rehearsal_environments or ())
         self.window_remaining_s = window_remaining_s
         action = self.change.get("action")
         self.action = action if action in ACTIONS else "create"
@@ -189,6 +190,7 @@ class Preflight:
     def check_estimate(self):
         if self.facts["table"] is None:
             return
-        ok, estimate, detail = judge_estimate(self.measurement, self.facts["table"]["bytes"], self.window_remaining_s)
+        ok, estimate, detail = judge_estimate(self.measurement, self.facts["table"]["bytes"], self.window_remaining_s,
+                                              self.rehearsal_environments)
         self.facts["estimate_s"] = None if estimate is None else round(estimate, 3)
         (self.checks.passed if ok else self.checks.failed)("estimated_duration", detail)

@@ -101,11 +101,21 @@ def estimate_seconds(measurement, table_bytes):
     return duration * table_bytes / measured
 
 
-def judge_estimate(measurement, table_bytes, window_remaining_s):
-    """(ok, estimate_s, detail) of the estimated_duration check."""
+def no_measurement(counted):
+    """Why there is no estimate: which rehearsals would have counted, when the caller says."""
+    if not counted:
+        return "no rehearsal measurement to estimate the duration from"
+    return (f"no rehearsal measurement to estimate the duration from: only a successful rehearsal in "
+            f"{' or '.join(counted)} counts (indexops_rehearsal_environments), and none was found for this "
+            f"change; playbooks/rehearse.yml there gives the estimate")
+
+
+def judge_estimate(measurement, table_bytes, window_remaining_s, counted=()):
+    """(ok, estimate_s, detail) of the estimated_duration check; ``counted`` names the environments
+    whose rehearsals count."""
     estimate = estimate_seconds(measurement, table_bytes)
     if estimate is None:
-        return True, None, "no rehearsal measurement to estimate the duration from"
+        return True, None, no_measurement(counted)
     duration, measured = measurement
     basis = (f"rehearsal took {seconds_text(duration)} on {bytes_text(measured)}, this table is "
              f"{bytes_text(table_bytes)}" if measured else

@@ -117,7 +117,8 @@ notes:
   - A status read that fails (the server restarted, a network blip) is printed and retried at the next
     poll; it never stops the wait, because the build itself does not depend on it.
   - "The progress line reads C(<host>: <schema.index> <state> <percent>% <phase>, pid <pid>, running <elapsed>,
-    ETA <eta>; waits on pid <pid> (<state> <age>): <query>)."
+    ETA <eta>; waits on pid <pid> (<state> <age>): <query>), with C(, attempt <n>/<N>) after the pid while a
+    statement is tried again after a lock timeout (a retry starts the build over)."
 seealso:
   - module: pg_index_status
   - module: pg_index

@@ -18,6 +18,8 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
+from ansible_collections.indexops.core.plugins.module_utils.connection import connect
+from ansible_collections.indexops.core.plugins.module_utils.status_read import Status
 from tests.integration.helpers_catalog import Background, Blocker, create_table, snapshot, wait_until
 from tests.integration.helpers_roles import Roles
 from tests.integration.test_pg_index_failures import in_background
@@ -496,3 +498,36 @@ def test_ddl_holding_access_exclusive_gives_a_warning_not_a_hang(tdb):
     warning = " ".join(str(item) for item in result["warnings"])
     assert f"pid {holder_pid} holds ACCESS EXCLUSIVE on t" in warning
     assert "run status again" in warning
+
+
+def test_a_statement_tried_again_after_a_lock_timeout_says_which_attempt_it_is_on(tdb):
+    """A retry restarts the build (percent and elapsed start over): the line and the row say
+    'attempt n/N' while the job runs (issue 16 item 18)."""
+    seen = []
+    # Read in this thread through Status itself: run_module captures the process's stdout, which the
+    # pg_index run in the background holds.
+    read = Status(lambda: connect({**tdb.params, "connect_timeout": 10}, "test/status"))
+
+    def on_a_retry():
+        entry = read.run(changes=[change()])["changes"][0]
+        seen.append(entry)
+        return ((entry["job"] or {}).get("attempt") or 0) >= 2
+
+    with contextlib.closing(tdb.connect(autocommit=False, application_name="test/blocker")) as blocker:
+        with blocker.cursor() as cur:
+            # Reads go on (the job starts), CREATE INDEX CONCURRENTLY cannot get its lock.
+            cur.execute("LOCK TABLE public.t IN SHARE UPDATE EXCLUSIVE MODE")
+        with in_background(tdb, run_pg_index, tdb, name="t_a_idx", table="t", columns=["a"], lock_timeout="200ms",
+                           lock_retries=30, lock_retry_delay=0.1, lock_retry_max_delay=0.2,
+                           ledger=ledger_args()) as future:
+            wait_until(on_a_retry, "the job to record its second attempt")
+            blocker.rollback()
+            result = future.result(timeout=60)
+
+    entry = seen[-1]
+    attempt = entry["job"]["attempt"]
+    assert entry["state"] == "building" and entry["job"]["attempts_max"] == 30, entry
+    assert f"attempt {attempt}/30" in entry["line"] and f"attempt {attempt}/30" in entry["row"]["progress"], entry
+    assert result.get("failed") is not True and result["attempts"] >= attempt, result
+    finished = status(tdb, changes=[change()])["changes"][0]
+    assert finished["state"] == "done" and "attempt" not in finished["line"], finished

@@ -109,3 +109,13 @@ def test_a_rerun_that_found_nothing_to_do_does_not_date_the_change():
     assert (row["started"], row["duration"]) == ("2026-12-01 10:00:00", "15m20s"), row
     assert states.made_by([build, {**rerun, "state": "failed"}])["job_id"] == 2  # a failed rerun is the news
     assert states.made_by([rerun])["job_id"] == 2 and states.made_by([]) is None
+
+
+def test_a_retry_shows_its_attempt_while_the_job_runs_and_not_after():
+    build = {"pid": 42, "percent": 50.0, "phase": "building index: scanning table", "elapsed_s": 3, "eta_s": 3}
+    retrying = {**ENTRY, "build": build, "job": {**ENTRY["job"], "attempt": 2, "attempts_max": 5}}
+    finished = {**retrying, "state": "done", "job": {**retrying["job"], "state": "succeeded"}}
+
+    assert "pid 42, attempt 2/5, running 3s" in states.progress_line(retrying)
+    assert ", attempt 2/5, ETA 3s" in states.change_row(retrying, 0.0)["progress"]
+    assert "attempt" not in states.progress_line(finished) and "attempt" not in states.progress_line(ENTRY)

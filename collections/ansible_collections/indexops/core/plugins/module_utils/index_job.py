@@ -32,7 +32,8 @@ class IndexJob:
         # The ledger follows the job's sessions: a reopened watcher is its client, a reopened main
         # session its backend (else status would call the job lost).
         self.session.on_watch_opened = self.journal.name_client
-        self.steps = StepRunner(self.session, on_reconnect=self.journal.follow_session)
+        self.steps = StepRunner(self.session, on_reconnect=self.journal.follow_session,
+                                on_attempt=self.journal.note_attempt)
         self.started = time.monotonic()
 
     # ----------------------------------------------------------------- entry points per state

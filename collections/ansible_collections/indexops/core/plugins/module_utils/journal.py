@@ -100,6 +100,11 @@ class Journal:
             return []
         return ledger.mark_rolled_back(self.conn, self.record["change_id"], self.record["environment"], self.job_id)
 
+    def note_attempt(self, attempt, of):
+        """A statement is tried again after a lock timeout: the job row says which attempt it is on."""
+        if self.job_id is not None and not self.check_mode:
+            ledger.note_attempt(self.conn, self.job_id, self.session.counter.attempts, attempt, of)
+
     def name_client(self, pid):
         """The watching session was (re)opened: it is the job's client now."""
         if self.job_id is not None and not self.check_mode:

@@ -71,6 +71,15 @@ SET state = %(state)s, action = coalesce(%(action)s, action), attempts = %(attem
 WHERE job_id = %(job_id)s
 """
 
+# Between two attempts of a statement (after a lock timeout): which attempt the running job is on.
+NOTE_ATTEMPT = """
+UPDATE indexops.jobs
+SET attempts = %(attempts)s,
+    observed = coalesce(observed, '{}'::jsonb)
+               || pg_catalog.jsonb_build_object('attempt', %(attempt)s::integer, 'attempts_max', %(of)s::integer)
+WHERE job_id = %(job_id)s AND state = 'running'
+"""
+
 # A successful rollback closes the change's earlier successful runs in the same environment;
 # jobs that started after it (a later re-apply) are not touched.
 MARK_ROLLED_BACK = """
@@ -362,6 +371,11 @@ def start(conn, record):
         return cur.fetchone()[0]
 
 
+def note_attempt(conn, job_id, attempts, attempt, of):
+    with conn.cursor() as cur:
+        cur.execute(NOTE_ATTEMPT, {"job_id": job_id, "attempts": attempts, "attempt": attempt, "of": of})
+
+
 def finish(conn, job_id, *, state, attempts, action=None, last_error=None, definition_after=None, observed=None):
     with conn.cursor() as cur:
         cur.execute(FINISH, {
@@ -420,6 +434,7 @@ SELECT j.job_id, j.change_id, j.kind, j.action, j.environment, j.state,
        to_char(j.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS started_at,
        to_char(j.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS finished_at,
        j.duration_s, j.attempts, j.owner, j.operator, j.last_error, j.backend_pid, j.application_name,
+       (j.observed ->> 'attempt')::integer AS attempt, (j.observed ->> 'attempts_max')::integer AS attempts_max,
        j.index_schema, j.index_name, j.table_name, j.definition_before, j.definition_after
 FROM indexops.jobs j
 """

@@ -155,11 +155,20 @@ def percent_text(build):
     return f"{float(percent):.1f}%" if percent is not None else "?%"
 
 
-def build_progress(build):
-    """The PROGRESS cell of a build: percent, phase, pid, ETA and what it waits on."""
+def attempt_text(job):
+    """', attempt 2/5' while a running job tries a statement again after a lock timeout: a retry
+    restarts the build, so its percent and elapsed time start over."""
+    job = job or {}
+    if job.get("state") != "running" or (job.get("attempt") or 1) < 2:
+        return ""
+    return f", attempt {job['attempt']}/{job.get('attempts_max') or '?'}"
+
+
+def build_progress(build, job=None):
+    """The PROGRESS cell of a build: percent, phase, pid, attempt, ETA and what it waits on."""
     eta = f", ETA {duration(build.get('eta_s'))}" if build.get("eta_s") is not None else ""
-    return (f"{percent_text(build)} {build.get('phase') or 'phase hidden'}, pid {build.get('pid')}{eta}"
-            f"{waits_on(build)}")
+    return (f"{percent_text(build)} {build.get('phase') or 'phase hidden'}, pid {build.get('pid')}"
+            f"{attempt_text(job)}{eta}{waits_on(build)}")
 
 
 def progress_line(entry):
@@ -169,11 +178,11 @@ def progress_line(entry):
     build, job, state = entry.get("build"), entry.get("job") or {}, entry.get("state") or "?"
     if build:
         return (f"{name} {state} {percent_text(build)} {build.get('phase') or 'phase hidden from this role'}, "
-                f"pid {build.get('pid')}, running {duration(build.get('elapsed_s'))}, "
+                f"pid {build.get('pid')}{attempt_text(job)}, running {duration(build.get('elapsed_s'))}, "
                 f"ETA {duration(build.get('eta_s'))}{waits_on(build, queries=True)}")
     if state == "building":
         return (f"{name} building, job {job.get('job_id')} running with no build in progress right now "
-                "(waiting for a lock or a retry, starting, ANALYZE, verification or cleanup)")
+                f"(waiting for a lock or a retry, starting, ANALYZE, verification or cleanup){attempt_text(job)}")
     tail = f" (job {job.get('job_id')} {job.get('state')}{', lost' if job.get('lost') else ''})" if job else ""
     return f"{name} {state}, no build running{tail}"
 
@@ -221,13 +230,14 @@ def change_row(entry, now_s):
     build, job, state = entry.get("build"), entry.get("job"), entry.get("state") or NONE
     maker = entry.get("made_by") or job
     if build:
-        progress = build_progress(build)
+        progress = build_progress(build, job)
         running = job and job.get("state") == "running"
         began, seconds = job.get("started_at") if running else elapsed_start(build, now_s), build.get("elapsed_s")
     else:
         progress = f"index {index_state_.get('state') or 'unknown'}"
         if index_state_.get("state") == "invalid":
             progress += " (leftover: nobody is building it)"
+        progress += attempt_text(job)
         began, seconds = (maker or {}).get("started_at"), (maker or {}).get("duration_s")
     return {"change": entry.get("id"), "index": index_label(entry.get("index") or {}), "state": state,
             "states": change_states(state, index_state_, build, job), "progress": progress,

@@ -23,9 +23,10 @@ NOTHING_LEFT = "Nothing was left behind."
 class StepRunner:
     """Runs steps through a Session; keeps what ran, what was tried and the time spent waiting."""
 
-    def __init__(self, session, on_reconnect=None):
+    def __init__(self, session, on_reconnect=None, on_attempt=None):
         self.session = session
         self.on_reconnect = on_reconnect  # called after the main session was opened again
+        self.on_attempt = on_attempt  # called with (attempt, of) before each retry of a statement
         self.statements = []  # statements that succeeded
         self.tried = []  # every statement started, retries once, cleanups included: what a failure reports
         self.cleaned = []  # invalid indexes this run left and dropped again
@@ -40,7 +41,12 @@ class StepRunner:
         return self.session.safety
 
     def run_step(self, step, schema):
+        numbers = iter(range(1, self.safety.lock_retries + 1))
+
         def attempt():
+            number = next(numbers, self.safety.lock_retries)
+            if number > 1 and self.on_attempt:  # so that status can say "attempt 2/5" while it runs
+                self.on_attempt(number, self.safety.lock_retries)
             try:
                 self.execute(step.statement, watched=step.watched, build_wait_timeout_s=self.build_wait_left())
             except (psycopg2.Error, waits.LockWaitCut, TransactionWaitExceeded, WatchLost):

@@ -24,7 +24,12 @@ from ansible_collections.indexops.core.plugins.module_utils.names import replace
 from ansible_collections.indexops.core.plugins.module_utils.plan import describe_build
 from ansible_collections.indexops.core.plugins.module_utils.safety import Safety, guard_server
 from ansible_collections.indexops.core.plugins.module_utils.session import Session
-from ansible_collections.indexops.core.plugins.module_utils.spec import build_spec, build_target, duration_seconds
+from ansible_collections.indexops.core.plugins.module_utils.spec import (
+    READ_LOCK_TIMEOUT,
+    build_spec,
+    build_target,
+    duration_seconds,
+)
 
 BUILD_ACTIONS = ("create", "replace")
 BUILD_CHECKS = ("change_valid", "server_version", "table_exists", "columns_exist", "privileges", "index_name",
@@ -36,7 +41,6 @@ CHECKS = {"create": BUILD_CHECKS, "replace": BUILD_CHECKS, "drop": INDEX_CHECKS,
 CHANGE_FREE_CHECKS = ("change_valid", "server_version", "long_transactions")
 MAINTAIN_SINCE = 170000  # PostgreSQL 17: the MAINTAIN privilege allows REINDEX
 TRANSACTIONS_SHOWN = 3
-SESSION_LOCK_TIMEOUT = "2s"  # never queue behind a DDL for long, even for a catalog read
 SESSION_STATEMENT_TIMEOUT = "60s"
 
 # What applying would do, as plan.py decides it for pg_index, said by the check of the index name.
@@ -206,7 +210,7 @@ class Preflight:
         self.action = action if action in ACTIONS else "create"
         self.checks = Checks(CHECKS[self.action])
         # The session pg_index would read through, in check mode (no job lock, nothing recorded).
-        self.db = Session(connect, Safety(lock_timeout=SESSION_LOCK_TIMEOUT,
+        self.db = Session(connect, Safety(lock_timeout=READ_LOCK_TIMEOUT,
                                           statement_timeout=SESSION_STATEMENT_TIMEOUT), check_mode=True)
         self.original = change
         self.digest = None

@@ -17,6 +17,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.indexops.core.plugins.module_utils.connection import connection_argument_spec
 from ansible_collections.indexops.core.plugins.module_utils.humanize import duration
 
 DOCUMENTATION = r"""
@@ -285,16 +286,7 @@ class ActionModule(ActionBase):
             "interval": {"type": "float", "default": 5.0},
             "timeout": {"type": "int", "default": 0},
             "time_limit": {"type": "int"},
-            "login_host": {"type": "str"},
-            "login_port": {"type": "int"},
-            "login_user": {"type": "str"},
-            "login_password": {"type": "str", "no_log": True},
-            "login_unix_socket": {"type": "str"},
-            "db": {"type": "str"},
-            "ssl_mode": {"type": "str"},
-            "ssl_rootcert": {"type": "path"},
-            "ledger_owner": {"type": "str"},
-            "connect_timeout": {"type": "int", "default": 10},
+            **connection_argument_spec(),
         })
         if self._task.check_mode:
             if args["jid"]:

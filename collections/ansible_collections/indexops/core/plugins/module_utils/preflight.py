@@ -19,17 +19,13 @@ from ansible_collections.indexops.core.plugins.module_utils import catalog, comp
 from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
 from ansible_collections.indexops.core.plugins.module_utils import plan as planner
 from ansible_collections.indexops.core.plugins.module_utils.changefile import ACTIONS, digest, validate_change
+from ansible_collections.indexops.core.plugins.module_utils.connection import READ_LOCK_TIMEOUT
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
 from ansible_collections.indexops.core.plugins.module_utils.plan import describe_build
 from ansible_collections.indexops.core.plugins.module_utils.safety import Safety, guard_server
 from ansible_collections.indexops.core.plugins.module_utils.session import Session
-from ansible_collections.indexops.core.plugins.module_utils.spec import (
-    READ_LOCK_TIMEOUT,
-    build_spec,
-    build_target,
-    duration_seconds,
-)
+from ansible_collections.indexops.core.plugins.module_utils.spec import build_spec, build_target, duration_seconds
 
 BUILD_ACTIONS = ("create", "replace")
 BUILD_CHECKS = ("change_valid", "server_version", "table_exists", "columns_exist", "privileges", "index_name",

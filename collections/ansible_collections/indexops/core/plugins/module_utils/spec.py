@@ -26,9 +26,6 @@ STORAGE_PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 STORAGE_PARAM_VALUE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$")
 DURATION_UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, None: 1e-3}
-# lock_timeout of the read-only sessions (preflight, status): never queue behind a DDL for long, even for
-# a catalog read.
-READ_LOCK_TIMEOUT = "2s"
 
 
 @dataclass(frozen=True)

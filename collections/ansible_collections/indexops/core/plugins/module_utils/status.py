@@ -40,7 +40,7 @@ from ansible_collections.indexops.core.plugins.module_utils.progress import eta_
 CC_KINDS = (("ccnew", re.compile(r"_ccnew[0-9]*$")), ("ccold", re.compile(r"_ccold[0-9]*$")))
 REINDEX_CONCURRENTLY = "REINDEX CONCURRENTLY"
 INDEX_RELKINDS = ("i", "I")
-from ansible_collections.indexops.core.plugins.module_utils.spec import READ_LOCK_TIMEOUT as LOCK_TIMEOUT  # noqa: E402, I001
+from ansible_collections.indexops.core.plugins.module_utils.connection import READ_LOCK_TIMEOUT as LOCK_TIMEOUT  # noqa: E402, I001
 # A status read must never queue behind DDL for long, nor run away.
 SESSION_SETTINGS = (("lock_timeout", LOCK_TIMEOUT), ("statement_timeout", "60s"))
 WAITING_PHASE_PREFIX = "waiting for"

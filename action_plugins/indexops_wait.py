@@ -18,6 +18,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.indexops.core.plugins.module_utils import states
+from ansible_collections.indexops.core.plugins.module_utils.connection import connection_argument_spec
 
 DOCUMENTATION = r"""
 ---
@@ -236,16 +237,7 @@ class ActionModule(ActionBase):
             "timeout": {"type": "int", "default": 0},
             "time_limit": {"type": "int"},
             "attached_to": {"type": "dict"},
-            "login_host": {"type": "str"},
-            "login_port": {"type": "int"},
-            "login_user": {"type": "str"},
-            "login_password": {"type": "str", "no_log": True},
-            "login_unix_socket": {"type": "str"},
-            "db": {"type": "str"},
-            "ssl_mode": {"type": "str"},
-            "ssl_rootcert": {"type": "path"},
-            "ledger_owner": {"type": "str"},
-            "connect_timeout": {"type": "int", "default": 10},
+            **connection_argument_spec(),
         })
         if self._task.check_mode:
             if args["jid"]:

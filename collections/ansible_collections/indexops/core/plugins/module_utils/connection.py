@@ -13,7 +13,10 @@ from ansible_collections.indexops.core.plugins.module_utils.errors import IndexO
 
 
 def connection_argument_spec():
-    """Options every module accepts; unset ones fall back to libpq's PG* variables and .pgpass."""
+    """Options every module accepts; unset ones fall back to libpq's PG* variables and .pgpass.
+
+    Documented once, in the doc fragment indexops.core.connection (plugins/doc_fragments/connection.py).
+    """
     return {
         "login_host": {"type": "str", "aliases": ["host"]},
         "login_port": {"type": "int", "aliases": ["port"]},
@@ -24,6 +27,8 @@ def connection_argument_spec():
         "ssl_mode": {"type": "str", "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]},
         "ssl_rootcert": {"type": "path", "aliases": ["ca_cert"]},
         "connect_timeout": {"type": "int", "default": 10},
+        # A role besides the login role that may own the ledger (see the connection doc fragment).
+        "ledger_owner": {"type": "str"},
     }
 
 
@@ -71,6 +76,10 @@ def connect(params, application_name):
 # is on the path, so a function or operator planted there can never be picked for our SQL nor for
 # the user's index expressions (which must therefore schema-qualify anything outside pg_catalog).
 SEARCH_PATH = "pg_catalog, pg_temp"
+
+# lock_timeout of the read-only sessions (preflight, status): never queue behind a DDL for long, even for
+# a catalog read. Here rather than in spec.py, which pulls in pglast, so that pg_index_status stays light.
+READ_LOCK_TIMEOUT = "2s"
 
 
 def pin_session(conn):

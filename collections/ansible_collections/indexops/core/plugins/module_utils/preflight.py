@@ -15,6 +15,7 @@ import psycopg2
 
 from ansible_collections.indexops.core.plugins.module_utils import catalog, queries
 from ansible_collections.indexops.core.plugins.module_utils.changefile import ACTIONS, digest, validate_change
+from ansible_collections.indexops.core.plugins.module_utils.connection import READ_LOCK_TIMEOUT
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 from ansible_collections.indexops.core.plugins.module_utils.preflight_report import (
     Checks,
@@ -38,7 +39,6 @@ CHECKS = {"create": BUILD_CHECKS, "replace": BUILD_CHECKS, "drop": INDEX_CHECKS,
 # Checks that need nothing from the change beyond a valid document.
 CHANGE_FREE_CHECKS = ("change_valid", "server_version", "long_transactions")
 TRANSACTIONS_SHOWN = 3
-SESSION_LOCK_TIMEOUT = "2s"  # never queue behind a DDL for long, even for a catalog read
 SESSION_STATEMENT_TIMEOUT = "60s"
 
 
@@ -76,7 +76,7 @@ class Preflight:
         self.action = action if action in ACTIONS else "create"
         self.checks = Checks(CHECKS[self.action])
         # The session pg_index would read through, in check mode (no job lock, nothing recorded).
-        self.db = Session(connect, Safety(lock_timeout=SESSION_LOCK_TIMEOUT,
+        self.db = Session(connect, Safety(lock_timeout=READ_LOCK_TIMEOUT,
                                           statement_timeout=SESSION_STATEMENT_TIMEOUT), check_mode=True)
         self.original = change
         self.digest = None

@@ -30,6 +30,7 @@ import psycopg2
 import psycopg2.errors
 
 from ansible_collections.indexops.core.plugins.module_utils import catalog, ledger, queries, states
+from ansible_collections.indexops.core.plugins.module_utils.connection import READ_LOCK_TIMEOUT
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.names import (
     check_identifier,
@@ -41,7 +42,7 @@ from ansible_collections.indexops.core.plugins.module_utils.progress import eta_
 CC_KINDS = (("ccnew", re.compile(r"_ccnew[0-9]*$")), ("ccold", re.compile(r"_ccold[0-9]*$")))
 REINDEX_CONCURRENTLY = "REINDEX CONCURRENTLY"
 INDEX_RELKINDS = ("i", "I")
-LOCK_TIMEOUT = "2s"
+LOCK_TIMEOUT = READ_LOCK_TIMEOUT  # without spec.py: this payload carries no pglast
 # A status read must never queue behind DDL for long, nor run away.
 SESSION_SETTINGS = (("lock_timeout", LOCK_TIMEOUT), ("statement_timeout", "60s"))
 WAITING_PHASE_PREFIX = "waiting for"

@@ -77,37 +77,8 @@ options:
       - Attaching only; the RV(pg_index_status#module:changes) entry that found the change V(building). The
         plugin says which build and job it attaches to, and RV(job_end) says whether that job failed or was lost.
     type: dict
-  login_host:
-    description: Host of the server, as for M(pg_index_status).
-    type: str
-  login_port:
-    description: Port of the server.
-    type: int
-  login_user:
-    description: Role to connect as.
-    type: str
-  login_password:
-    description: Password; prefer C(.pgpass) or ansible-vault. Never printed or returned.
-    type: str
-  login_unix_socket:
-    description: Directory of the server's Unix socket.
-    type: str
-  db:
-    description: Database of the change.
-    type: str
-  ssl_mode:
-    description: libpq C(sslmode).
-    type: str
-  ssl_rootcert:
-    description: CA certificate file for O(ssl_mode=verify-full) (libpq C(sslrootcert)), as for M(pg_index_status).
-    type: path
-  ledger_owner:
-    description: A role besides the login role that may own the ledger, as for M(pg_index_status).
-    type: str
-  connect_timeout:
-    description: Seconds to wait for each status connection.
-    type: int
-    default: 10
+extends_documentation_fragment:
+  - indexops.core.connection
 attributes:
   check_mode:
     support: partial

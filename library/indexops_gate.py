@@ -349,7 +349,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.indexops.core.plugins.module_utils.connection import HAS_PSYCOPG2
+from ansible_collections.indexops.core.plugins.module_utils.connection import HAS_PSYCOPG2, connection_argument_spec
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 from ansible_collections.indexops.core.plugins.module_utils.gate import build_policy, decide
 from ansible_collections.indexops.core.plugins.module_utils.rehearsals import where_text
@@ -359,18 +359,8 @@ if HAS_PSYCOPG2:
 
 APPLICATION_NAME = "indexops-gate/{change_id}"
 
-LEDGER_OPTIONS = {
-    "login_host": {"type": "str"},
-    "login_port": {"type": "int"},
-    "login_user": {"type": "str"},
-    "login_password": {"type": "str", "no_log": True},
-    "login_unix_socket": {"type": "str"},
-    "db": {"type": "str"},
-    "ssl_mode": {"type": "str", "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]},
-    "ssl_rootcert": {"type": "path"},
-    "ledger_owner": {"type": "str"},
-    "connect_timeout": {"type": "int", "default": 10},
-}
+# The ledger is read with the same connection options as every module takes.
+LEDGER_OPTIONS = connection_argument_spec()
 
 WINDOW_OPTIONS = {
     "days": {"type": "list", "elements": "str"},

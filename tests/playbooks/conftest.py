@@ -17,8 +17,11 @@ results as ``result_*`` variables and import files/report_results.yml in an ``al
 a debug task that prints them as one JSON document, also in check mode and after a failed task
 (debug runs on the controller, so it costs none of the module round trip a copy task would).
 ``PlaybookRun.results`` is that document read back from the output
-(``ANSIBLE_CALLBACK_RESULT_FORMAT=json``); everything else in the output is the default callback's,
-which the tests read for what an operator sees: PLAY RECAP, diffs, error lines.
+(``ANSIBLE_CALLBACK_RESULT_FORMAT=json``); everything else in the output is what ansible.cfg's stdout
+callback (callback_plugins/indexops.py) prints for the operator, which the tests read: the banners and
+plain lines of the tasks that print something, PLAY RECAP, diffs, ``FAILED <host>: <message>`` lines
+(``PlaybookRun.failures``). A test that must see every task's banner or status word (ok, skipping)
+passes ``env=DEFAULT_CALLBACK``: Ansible's default callback.
 
 A playbook name without a slash is looked up in tests/playbooks/files/; anything else is relative to
 the repository root (e.g. ``playbooks/demo.yml``). ``inventory=None`` uses ansible.cfg's default
@@ -62,6 +65,12 @@ PLAYBOOK_TIMEOUT_S = 300
 RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<stats>(?:[a-z]+=\d+\s*)+)$", re.M)
 TASK_BANNER = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<name>[^\]]*)\] \**$", re.M)
 SECTION_END = re.compile(r"^(?:TASK|RUNNING HANDLER|PLAY)\b.*\*{3,}$", re.M)  # the next banner
+# A failure as callback_plugins/indexops.py prints it (its further lines are indented by two spaces),
+# and as the default callback does (fatal: [host]: FAILED! => {...}, [ERROR]: ...).
+FAILURE_START = ("FAILED ", "UNREACHABLE ")
+DEFAULT_FAILURE_START = ("fatal:", "failed:", "[ERROR]")
+# env= of run_playbook for Ansible's default callback (every task's banner and status word).
+DEFAULT_CALLBACK = {"ANSIBLE_STDOUT_CALLBACK": "default"}
 
 
 # Default of run_playbook(inventory=...): the temporary inventory built for the test database.
@@ -94,6 +103,20 @@ class PlaybookRun:
             stats = dict(pair.split("=") for pair in match.group("stats").split())
             recap[match.group("host")] = {key: int(value) for key, value in stats.items()}
         return recap
+
+    @property
+    def failures(self) -> str:
+        """The failure lines of the run, with their continuation lines, in either callback's format."""
+        lines, inside = [], False
+        for line in self.output.splitlines():
+            if line.startswith(FAILURE_START + DEFAULT_FAILURE_START):
+                lines.append(line)
+                inside = line.startswith(FAILURE_START)
+            elif inside and line.startswith("  "):
+                lines.append(line)
+            else:
+                inside = False
+        return "\n".join(lines)
 
     def task_output(self, name: str) -> str:
         """What the default callback printed for the task called ``name`` (its banner excluded)."""

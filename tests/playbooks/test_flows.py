@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from scripts.sandbox import ORDERS_DDL, ORDERS_SEED
+from tests.playbooks.conftest import DEFAULT_CALLBACK
 
 pytestmark = pytest.mark.playbook
 
@@ -56,10 +57,13 @@ class Flows:
                                           indexops_reports_dir=str(self.reports_dir), **policy)
 
     def run(self, playbook: str, env: str = "local", *, change: str | None = CHANGE, check: bool = False,
-            extra: dict[str, Any] | None = None, drop=(), **policy):
+            extra: dict[str, Any] | None = None, drop=(), callback: dict[str, str] | None = None,
+            verbosity: int = 0, **policy):
+        """``callback=DEFAULT_CALLBACK`` for Ansible's default output (every task's banner)."""
         extra_vars = {**({"change": change} if change else {}), **(extra or {})}
         return self.run_playbook(f"playbooks/{playbook}.yml", inventory=self.inventory(env, drop=drop, **policy),
-                                 extra_vars=extra_vars, check=check, env={"USER": OPERATOR})
+                                 extra_vars=extra_vars, check=check, verbosity=verbosity,
+                                 env={"USER": OPERATOR, **(callback or {})})
 
     def write_change(self, change_id: str, **fields) -> Path:
         """changes/<id>.yml: the orders-customer-created example with ``fields`` replaced."""
@@ -121,7 +125,7 @@ def ok(run) -> None:
 def refused(run, *phrases: str) -> str:
     """The run failed; returns its failure message after checking that every phrase is in it."""
     assert run.returncode != 0, run.describe()
-    message = "\n".join(line for line in run.output.splitlines() if line.startswith(("fatal:", "failed:", "[ERROR]")))
+    message = run.failures
     for phrase in phrases:
         assert phrase in message, f"{phrase!r} is not in the failure:\n{message}\n{run.describe()}"
     return message
@@ -170,7 +174,8 @@ def test_check_mode_shows_the_sql_and_changes_nothing(flows):
 
     ok(run)
     assert "check mode: no DDL ran and no report was written" in run.stdout
-    assert 'would run: CREATE INDEX CONCURRENTLY \\"orders_customer_created_idx\\"' in run.stdout
+    # a plain line, as the operator reads it: quotes not escaped (issue 16 item 10)
+    assert 'would run: CREATE INDEX CONCURRENTLY "orders_customer_created_idx"' in run.stdout
     nothing_changed(flows)
     assert flows.reports() == []
 
@@ -398,7 +403,8 @@ def test_a_break_glass_override_is_recorded_in_the_ledger_and_the_report(flows):
 
 
 def test_the_kill_switch_refuses_before_connecting_and_no_override_passes_it(flows):
-    run = flows.run("apply", "production", indexops_enabled=False,
+    # The default callback prints every task that ran: the witness that preflight did not.
+    run = flows.run("apply", "production", indexops_enabled=False, callback=DEFAULT_CALLBACK,
                     extra={"indexops_override_reason": "INC-1: please"})
 
     message = refused(run, "refused: indexops is switched off on production (indexops_enabled: false)")
@@ -592,7 +598,7 @@ BAD_POLICY = {
 def test_a_bad_policy_value_is_rejected_before_anything_runs(flows, case):
     policy, drop, phrase = BAD_POLICY[case]
 
-    run = flows.run("apply", "production", drop=drop, **policy)
+    run = flows.run("apply", "production", drop=drop, callback=DEFAULT_CALLBACK, **policy)
 
     refused(run, phrase)
     assert "Check the target read-only" not in run.stdout  # rejected before anything connected

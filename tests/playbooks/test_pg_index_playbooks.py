@@ -14,6 +14,8 @@ import uuid
 import pytest
 from psycopg2 import sql
 
+from tests.playbooks.conftest import DEFAULT_CALLBACK
+
 pytestmark = pytest.mark.playbook
 
 TASK_PRESENT = "Make the index match its spec"
@@ -70,6 +72,17 @@ def index_names(db, table="t"):
     return sorted(row[0] for row in db.fetchall(
         "SELECT c.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
         "WHERE i.indrelid = %s::regclass", (f"public.{table}",)))
+
+
+@pytest.fixture
+def run_playbook(run_playbook):
+    """conftest's run_playbook with Ansible's default callback: these tests read the status word (ok,
+    changed, fatal) it prints for each task of a playbook of one's own that calls pg_index."""
+
+    def run(*args, env=None, **kwargs):
+        return run_playbook(*args, env={**DEFAULT_CALLBACK, **(env or {})}, **kwargs)
+
+    return run
 
 
 def the_result(run, name="result_index"):

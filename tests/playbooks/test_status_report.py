@@ -16,7 +16,14 @@ import pytest
 import yaml
 
 from ansible_collections.indexops.core.plugins.module_utils import ledger
-from tests.playbooks.conftest import ANSIBLE_PLAYBOOK, PLAYBOOK_TIMEOUT_S, ROOT, PlaybookRun, _ansible_env
+from tests.playbooks.conftest import (
+    ANSIBLE_PLAYBOOK,
+    DEFAULT_CALLBACK,
+    PLAYBOOK_TIMEOUT_S,
+    ROOT,
+    PlaybookRun,
+    _ansible_env,
+)
 from tests.playbooks.test_flows import CHANGE, DEFINITION, OPERATOR, ok
 from tests.playbooks.test_status import env_inventory, rows_of, runner  # noqa: F401 - runner is a fixture
 
@@ -27,8 +34,10 @@ REPORT_NAME = re.compile(r"^status-\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{4}\.json$")
 TABLE_TASK = "indexops_status : Print the status table"
 
 
-def status(runner, inventories, *, change=None, extra=None, limit=None):  # noqa: F811 - the fixture's value
-    """ansible-playbook playbooks/status.yml [-l limit]; (run, newest JSON report or None, report paths)."""
+def status(runner, inventories, *, change=None, extra=None, limit=None, callback=None):  # noqa: F811 - the fixture's value
+    """ansible-playbook playbooks/status.yml [-l limit]; (run, newest JSON report or None, report paths).
+
+    ``callback=DEFAULT_CALLBACK``: Ansible's default output, which prints every task that ran."""
     before = set(runner.flows.reports_dir.glob("status-*.json"))
     command = [str(ANSIBLE_PLAYBOOK)]
     for inventory in inventories:
@@ -36,7 +45,7 @@ def status(runner, inventories, *, change=None, extra=None, limit=None):  # noqa
     command += [str(ROOT / "playbooks" / "status.yml"), "-e", json.dumps(runner.extra(extra, change))]
     if limit:
         command += ["--limit", limit]
-    proc = subprocess.run(command, cwd=ROOT, env=_ansible_env(runner.tmp_path, {"USER": OPERATOR}),
+    proc = subprocess.run(command, cwd=ROOT, env=_ansible_env(runner.tmp_path, {"USER": OPERATOR, **(callback or {})}),
                           capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT_S, check=False)
     run = PlaybookRun(command=command, returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
     new = sorted(set(runner.flows.reports_dir.glob("status-*.json")) - before)
@@ -45,7 +54,7 @@ def status(runner, inventories, *, change=None, extra=None, limit=None):  # noqa
 
 
 def fatal_lines(run):
-    return "\n".join(line for line in run.output.splitlines() if line.startswith(("fatal:", "failed:", "[ERROR]")))
+    return run.failures
 
 
 def lost_job(db, change_id, environment="local", state="running", kind="apply"):
@@ -128,7 +137,8 @@ def test_superseded_lost_jobs_are_not_reported_and_the_others_are_even_for_chang
 # --------------------------------------------------------------------------- indexops_status_fail_on
 
 def test_an_unknown_fail_on_state_fails_before_anything_is_read(runner):  # noqa: F811
-    run, document, _ = status(runner, [runner.inventory()], extra={"indexops_status_fail_on": "invalid,lsot"})
+    run, document, _ = status(runner, [runner.inventory()], extra={"indexops_status_fail_on": "invalid,lsot"},
+                              callback=DEFAULT_CALLBACK)  # it prints every task that ran
 
     assert run.returncode != 0 and document is None, run.describe()
     message = fatal_lines(run)
@@ -177,7 +187,7 @@ def test_limit_failed_and_unreachable_targets_each_get_their_own_row_and_the_rep
 def test_a_host_name_in_two_inventories_is_refused_before_anything_is_read(runner):  # noqa: F811
     inventories = [runner.inventory("staging", "db1"), runner.inventory("production", "db1")]
 
-    run, document, _ = status(runner, inventories)
+    run, document, _ = status(runner, inventories, callback=DEFAULT_CALLBACK)  # it prints every task that ran
 
     assert run.returncode != 0 and document is None, run.describe()
     message = fatal_lines(run)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pwd
 import re
 import shutil
 import threading
@@ -176,8 +178,24 @@ def test_check_mode_shows_the_sql_and_changes_nothing(flows):
     assert "check mode: no DDL ran and no report was written" in run.stdout
     # a plain line, as the operator reads it: quotes not escaped (issue 16 item 10)
     assert 'would run: CREATE INDEX CONCURRENTLY "orders_customer_created_idx"' in run.stdout
+    # worded as what would happen, with no figures of a run that did not happen (issue 16 item 4)
+    assert "pgtest: would create the index; nothing ran" in run.stdout, run.describe()
+    assert "pgtest: created" not in run.stdout and "attempt(s)" not in run.stdout, run.describe()
     nothing_changed(flows)
     assert flows.reports() == []
+
+
+def test_without_user_or_logname_the_operator_is_the_login_name_not_unknown(flows):
+    """Containers and AWX often set no $USER: the ledger and the report name the control node's login
+    name (issue 16 item 17)."""
+    run = flows.run_playbook("playbooks/apply.yml", inventory=flows.inventory("local"),
+                             extra_vars={"change": CHANGE}, env={"USER": "", "LOGNAME": ""})
+
+    ok(run)
+    login = pwd.getpwuid(os.getuid()).pw_name
+    assert [job["operator"] for job in flows.ledger()] == [login]
+    assert flows.report()["operator"] == login
+    assert f"(operator {login}," in run.stdout and "operator unknown" not in run.stdout
 
 
 def test_an_unmet_expectation_fails_the_apply_and_says_which(flows):
@@ -318,6 +336,10 @@ def test_preflight_lists_every_reason_and_changes_nothing(flows):
     assert report["kind"] == "preflight" and report["success"] is False
     failed = {check["name"] for check in report["hosts"]["pgtest"]["checks"] if check["ok"] is False}
     assert {"columns_exist", "long_transactions"} <= failed
+    # a no-go report says what to do next, not "To apply" under "## Rollback" (issue 16 item 7)
+    text = flows.reports("orders-missing-column", ".md")[-1].read_text()
+    assert "To apply" not in text and "## Next step" in text, text
+    assert "then run the preflight again: `ansible-playbook playbooks/preflight.yml" in text, text
     # no estimate on the sandbox, and the report says which rehearsals would give one (issue 16 item 15)
     [estimate] = [check for check in report["hosts"]["pgtest"]["checks"] if check["name"] == "estimated_duration"]
     assert "only a successful rehearsal in staging counts" in estimate["detail"], estimate
@@ -432,6 +454,10 @@ def test_outside_the_maintenance_window_the_refusal_says_when_it_opens(flows):
 
 def test_rollback_of_a_create_drops_the_index_and_a_second_rollback_changes_nothing(flows):
     ok(flows.run("apply"))
+    checked = flows.run("rollback", check=True)
+    ok(checked)
+    assert "pgtest: would drop the index (the index is valid now, " in checked.stdout, checked.describe()
+    assert "pgtest: dropped" not in checked.stdout and flows.index() == (True, DEFINITION)
 
     run = flows.run("rollback")
 

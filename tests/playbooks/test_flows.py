@@ -631,6 +631,20 @@ def test_a_bad_policy_value_is_rejected_before_anything_runs(flows, case):
     nothing_changed(flows)
 
 
+def test_a_bad_policy_value_says_where_it_came_from_and_where_to_fix_it(flows):
+    """-e indexops_lock_timeout=banana is fixed on the command line, not in group_vars (issue 16 item 12)."""
+    typed = flows.run("apply", extra={"indexops_lock_timeout": "banana"})
+    inventory = flows.run("apply", "production", indexops_lock_timeout="banana")
+
+    message = refused(typed, 'indexops_lock_timeout is "banana" (given with -e on the command line)',
+                      "fix the -e value")
+    assert "inventory" not in message and "group_vars" not in message, message
+    message = refused(inventory, 'indexops_lock_timeout is "banana" in the production policy',
+                      "fix it in the inventory (group_vars or host_vars of pgtest)")
+    assert "-e" not in message, message
+    nothing_changed(flows)
+
+
 def test_rollback_of_a_drop_reads_the_definition_from_the_ledger_when_no_report_is_on_this_machine(flows):
     flows.db.execute("CREATE INDEX orders_status_note_idx ON public.orders (status, lower(note) DESC NULLS LAST)")
     before = flows.index("orders_status_note_idx")

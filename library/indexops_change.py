@@ -29,6 +29,12 @@ options:
         playbook's; playbooks pass C({{ playbook_dir }}/../changes/<id>.yml).
     type: path
     required: true
+  definition_before:
+    description:
+      - The C(CREATE INDEX) statement a C(drop) or C(replace) change took away (recorded in the ledger or a
+        report before the change). With it, RV(inverse_args) recreates that definition; without it,
+        RV(inverse_args) is null for those actions. Ignored for C(create) and C(rebuild).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -128,8 +134,9 @@ apply_args:
 inverse_args:
   description:
     - Options for M(pg_index) that undo the change. For C(create) it drops the index concurrently.
-    - Null for C(drop) and C(replace), whose inverse recreates the definition recorded in the ledger
-      before the change, and for C(rebuild), which has no inverse.
+    - For C(drop) and C(replace) it recreates O(definition_before) concurrently (C(on_mismatch=replace));
+      null when O(definition_before) is not given.
+    - Null for C(rebuild), which has no inverse.
   returned: success
   type: dict
   sample: {name: orders_customer_created_idx, table: public.orders, state: absent}
@@ -157,8 +164,11 @@ if HAS_PGLAST:
     from ansible_collections.indexops.core.plugins.module_utils import changefile
 
 
-def read_change(path):
-    """Load, validate and describe one change file; raises IndexOpsError naming the file and field."""
+def read_change(path, definition_before=None):
+    """Load, validate and describe one change file; raises IndexOpsError naming the file and field.
+
+    definition_before: what a drop or replace took away, for inverse_args (changefile.inverse_args).
+    """
     document = changefile.load_change_file(path)
     normalised = changefile.validate_change(document, path, changefile.change_file_id(path))
     return {
@@ -172,19 +182,22 @@ def read_change(path):
         "expected": document["expected"],
         "index": document["index"],
         "apply_args": {**changefile.pg_index_args(document), "expected": document["expected"]},
-        "inverse_args": changefile.inverse_args(document),
+        "inverse_args": changefile.inverse_args(document, definition_before),
         "changed": False,
     }
 
 
 def main():
-    module = AnsibleModule(argument_spec={"path": {"type": "path", "required": True}}, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec={"path": {"type": "path", "required": True}, "definition_before": {"type": "str"}},
+        supports_check_mode=True,
+    )
     if not HAS_PGLAST:
         module.fail_json(msg=missing_required_lib("pglast"))
     if not HAS_JSONSCHEMA:
         module.fail_json(msg=missing_required_lib("jsonschema"))
     try:
-        result = read_change(module.params["path"])
+        result = read_change(module.params["path"], module.params["definition_before"])
     except IndexOpsError as exc:
         module.fail_json(msg=exc.msg, retry_safe=exc.retry_safe, **exc.details)
     except Exception as exc:  # an unexpected failure still gets one clear line and the traceback

@@ -217,7 +217,7 @@ def test_a_killed_apply_finishes_its_build_and_a_rerun_attaches_instead_of_build
         assert "\\n" not in said, said
         assert re.search(r"started by \S+ at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", said), said
         assert "started by unknown" not in said, said
-        follow = no_wait.task_output("indexops_apply : Follow the running build")
+        follow = no_wait.task_output("indexops_operation : Follow the running build")
         assert f"pgtest: public.{INDEX} building" in follow and HELD_PHASE in follow
         assert f"waits on pid {writer['pid']}" in follow
         assert "RETRYING" not in no_wait.stdout

@@ -54,8 +54,8 @@ EXAMPLES = {
 }
 
 
-def run_change(path, check_mode=False):
-    return run_module("indexops_change", {"path": str(path)}, check_mode=check_mode)
+def run_change(path, check_mode=False, **options):
+    return run_module("indexops_change", {"path": str(path), **options}, check_mode=check_mode)
 
 
 @pytest.mark.parametrize("change_id", sorted(EXAMPLES))
@@ -111,17 +111,36 @@ def test_digest_changes_when_the_index_is_edited(tmp_path):
     assert edited["digest"] != original["digest"]
 
 
-def test_drop_change_has_no_inverse_yet(tmp_path):
+def write_drop_change(tmp_path):
     path = tmp_path / "drop-old.yml"
     path.write_text(yaml.safe_dump({
         "id": "drop-old", "owner": "team-checkout", "reason": "OPS-1", "action": "drop",
         "index": {"name": "orders_old_idx", "table": "orders"}, "expected": {},
         "rollback": {"note": "Recreated from the definition recorded before the drop."},
     }), encoding="utf-8")
+    return path
+
+
+def test_drop_change_has_no_inverse_yet(tmp_path):
+    path = write_drop_change(tmp_path)
     result = run_change(path)
     assert "failed" not in result, result.get("msg")
     assert result["apply_args"] == {"name": "orders_old_idx", "table": "orders", "state": "absent", "expected": {}}
     assert result["inverse_args"] is None
+
+
+def test_drop_change_with_the_definition_before_recreates_it(tmp_path):
+    path = write_drop_change(tmp_path)
+    definition = "CREATE INDEX orders_old_idx ON public.orders USING btree (created_at)"
+    result = run_change(path, definition_before=definition)
+    assert "failed" not in result, result.get("msg")
+    assert result["inverse_args"] == {"definition": definition, "state": "present", "on_mismatch": "replace"}
+
+
+def test_create_change_ignores_the_definition_before():
+    plain = run_change(CHANGES / "orders-customer-created.yml")
+    given = run_change(CHANGES / "orders-customer-created.yml", definition_before="CREATE INDEX x ON orders (id)")
+    assert given["inverse_args"] == plain["inverse_args"] == EXAMPLES["orders-customer-created"]["inverse_args"]
 
 
 def assert_refused(result, path, *fragments):

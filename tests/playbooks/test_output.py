@@ -14,7 +14,7 @@ from tests.playbooks.test_flows import CHANGE, INDEX, flows, ok  # noqa: F401 - 
 
 pytestmark = pytest.mark.playbook
 
-WAIT_TASK = "indexops_apply : Wait for the background job, one progress line per poll"
+WAIT_TASK = "indexops_operation : Wait for the background job, one progress line per poll"
 PREFLIGHT_TASK = "indexops_preflight : Show every preflight check with its detail"
 SUMMARY_TASK = "indexops_report : Show where the report is and what it says"
 TABLE_TASK = "indexops_status : Print the status table"

@@ -257,7 +257,34 @@ notes:
     C(IF NOT EXISTS), which would adopt a schema or table another role created first.
   - PostgreSQL 14.0-14.3 are refused for concurrent operations (indexes built concurrently could be
     corrupted; fixed in 14.4). Servers older than 14 are refused.
-  - Partitioned tables cannot be indexed concurrently; the module refuses unless O(concurrently=false).
+  - Partitioned tables. PostgreSQL cannot build an index CONCURRENTLY on a partitioned table, so with
+    O(concurrently=true) (the default) the module runs C(CREATE INDEX <name> ON ONLY <table>) (an invalid
+    index, catalog only; it takes SHARE on the parent table for milliseconds), then for each leaf partition
+    C(CREATE INDEX CONCURRENTLY) of the same definition with the same lock_timeout, retries, waits and
+    cleanup as a plain table, then C(ALTER INDEX <name> ATTACH PARTITION <partition index>) under
+    lock_timeout with retries (it locks the two indexes and, for the last one, validates the parent).
+    A sub-partitioned partition gets its own C(ON ONLY) index and is attached level by level. When the last
+    partition is attached PostgreSQL marks the index valid, and only then is the run successful.
+  - A partition's index is named C(<name>_<partition table>); when that is longer than 63 bytes, it is cut
+    and ends in C(_) and 8 hex digits of the md5 of the full name, so two long names never become one. A
+    partition that already has a valid index of the same definition, attached to nothing, is attached
+    instead of built (it then keeps its own name). An INVALID index another session left on a partition is
+    left alone and listed in RV(partitions). After a failure the partitioned index stays INVALID with the
+    partitions finished so far attached (it has no storage of its own); a rerun attaches what is built,
+    builds only what is missing and never builds a partition twice.
+  - A UNIQUE index on a partitioned table must include the partition key of every level (PostgreSQL checks
+    uniqueness only within one partition); the module refuses it before any DDL otherwise. Every partition
+    must be owned by the login role or a role it is a member of, and none may be a foreign table.
+  - O(state=absent) on a partitioned index runs a plain C(DROP INDEX) (PostgreSQL has no concurrent form
+    for it) under lock_timeout with retries. It takes ACCESS EXCLUSIVE on the table and every partition
+    but scans nothing, so it holds them for milliseconds once it has them. It drops every partition's
+    index attached to it, a reused one too. O(state=rebuilt) runs C(REINDEX INDEX CONCURRENTLY) on each
+    partition's index, one at a time. O(on_mismatch=replace) is refused for a partitioned index; create
+    the wanted index under another name, then drop the old one.
+  - A partition created or attached later gets its index from PostgreSQL itself (C(CREATE TABLE ...
+    PARTITION OF) builds it, non-concurrently, on the new and usually empty table).
+  - With O(concurrently=false) a partitioned table is indexed by one plain C(CREATE INDEX) on the parent,
+    which blocks writes to every partition for the whole build.
 requirements:
   - psycopg2 (or psycopg2-binary)
   - pglast
@@ -408,6 +435,31 @@ diff:
     after:
       description: Definition after, empty when the index is dropped.
       type: str
+partitions:
+  description:
+    - On a partitioned table, what the run did (or, in check mode, would do) on each partition below it,
+      level by level; empty for a plain table and when nothing changed.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    partition:
+      description: The partition, as C(schema.table).
+      type: str
+    index:
+      description: The partition's index.
+      type: str
+    action:
+      description:
+        - C(built concurrently and attached), C(reused (attached)), C(attached (built by an earlier run)),
+          C(already attached), C(created ON ONLY, its partitions attached, then attached) (a sub-partitioned
+          partition), C(rebuilt concurrently), or one starting with C(left alone) for another session's INVALID index.
+      type: str
+    leaf:
+      description: Whether the partition holds data (a leaf) rather than partitions of its own.
+      type: bool
+  sample: [{"partition": "public.orders_2026_01", "index": "orders_created_idx_orders_2026_01",
+            "action": "built concurrently and attached", "leaf": true}]
 schema:
   description: Schema of the index.
   returned: always

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.indexops.core.plugins.module_utils import names, plan
+from ansible_collections.indexops.core.plugins.module_utils import names, partitions, plan
 from ansible_collections.indexops.core.plugins.module_utils.safety import Safety
 from ansible_collections.indexops.core.plugins.module_utils.spec import build_spec
 from tests.unit.casefiles import cases
@@ -66,11 +66,91 @@ def test_rebuilt(case):
     decided(plan.plan_rebuilt(facts, Safety(**case.get("safety", {}))), case["expect"])
 
 
+PARENT_OID = 100
+INDEX_OID = 1
+
+
+def partition_tree(case):
+    """PartitionedFacts from a case's compact description (see plan.yml, section partitioned)."""
+    oids = {"p": PARENT_OID}
+    index_oids = {"p_a_idx": INDEX_OID}
+    for number, item in enumerate(case.get("partitions", []), start=1):
+        oids[item["table"]] = PARENT_OID + number
+        for count, index_item in enumerate(item.get("indexes", []), start=1):
+            index_oids[index_item["name"]] = 1000 * number + count
+    index_oids.setdefault("other", 999)
+    parts = []
+    for item in case.get("partitions", []):
+        leaf = item.get("leaf", True)
+        row = {"oid": oids[item["table"]], "parent_oid": oids[item.get("parent", "p")], "leaf": leaf,
+               "level": 2 if item.get("parent") else 1, "relkind": item.get("relkind", "r" if leaf else "p"),
+               "schema": "public", "table": item["table"], "owner": item.get("owner", "app"),
+               "owned": item.get("owned", True), "table_bytes": 8192}
+        indexes = []
+        for index_item in item.get("indexes", []):
+            fields = dict(index_item)
+            name = fields.pop("name")
+            attached = fields.pop("attached_to", None)
+            fields.setdefault("definition", f"CREATE INDEX {name} ON public.{item['table']} USING btree (a)")
+            built = index({"oid": index_oids[name], "relkind": "i" if leaf else "I", "table_oid": row["oid"],
+                           "table": item["table"], **fields}, name)
+            built.row["attached_to"] = index_oids[attached] if attached else None
+            indexes.append(built)
+        parts.append(partitions.Partition(row, indexes, item.get("key", [])))
+    return partitions.PartitionedFacts(key=case.get("key", ["id"]), partitions=parts)
+
+
+def decided_partitions(outcome, expect):
+    decided(outcome, expect)
+    if "partitions" in expect:
+        got = [(part["partition"], part["action"]) for part in outcome.partitions]
+        assert len(got) == len(expect["partitions"]), got
+        for (label, action), (want_label, want_action) in zip(got, expect["partitions"], strict=True):
+            assert label == want_label and action.startswith(want_action), got
+
+
+@pytest.mark.parametrize("case", cases(CASES, "partitioned"))
+def test_partitioned(case):
+    spec = build_spec(case["spec"])
+    wanted = case.get("wanted", f"CREATE {'UNIQUE ' if spec.unique else ''}INDEX p_a_idx ON public.p USING btree "
+                                f"({', '.join(column.name for column in spec.columns)})")
+    existing = case.get("existing")
+    facts = plan.PresentFacts(spec=spec, wanted=wanted, table_oid=PARENT_OID,
+                              existing=index({"oid": INDEX_OID, "table_oid": PARENT_OID, "table": "p", **existing},
+                                             "p_a_idx") if existing else None,
+                              partitioned=partition_tree(case))
+    decided_partitions(plan.plan_present(facts, Safety(**case.get("safety", {}))), case["expect"])
+
+
+@pytest.mark.parametrize("case", cases(CASES, "partitioned_rebuilt"))
+def test_partitioned_rebuilt(case):
+    existing = index({"oid": INDEX_OID, "relkind": "I", "table_oid": PARENT_OID, "table": "p",
+                      "definition": "CREATE INDEX p_a_idx ON ONLY public.p USING btree (a)"}, "p_a_idx")
+    leftovers = {name: [index(item, item["name"]) for item in items]
+                 for name, items in case.get("leftovers", {}).items()}
+    facts = plan.ExistingFacts("public", "p_a_idx", existing, partitioned=partition_tree(case),
+                               partition_leftovers=leftovers)
+    decided_partitions(plan.plan_rebuilt(facts, Safety(**case.get("safety", {}))), case["expect"])
+
+
+def test_a_partition_index_name_fits_in_63_bytes_and_long_names_stay_apart():
+    assert names.partition_index_name("orders_created_idx", "orders_2026_01") == "orders_created_idx_orders_2026_01"
+    first = names.partition_index_name("i" * 40, "orders_2026_01_" + "x" * 20)
+    second = names.partition_index_name("i" * 40, "orders_2026_02_" + "x" * 20)
+    assert len(first.encode()) <= 63 and len(second.encode()) <= 63
+    assert first != second
+    wide = names.partition_index_name("é" * 30, "ö" * 30)
+    assert len(wide.encode()) <= 63 and wide.encode().decode() == wide
+
+
 def test_every_refusal_code_and_every_action_has_a_case():
     """The table covers each way plan.py can decide (a new branch needs a case)."""
     from tests.unit.casefiles import section
     expects = [case["expect"] for state in ("present", "absent", "rebuilt") for case in section(CASES, state)]
-    codes = {plan.BEING_BUILT, plan.INVALID, plan.MISMATCH, plan.CONSTRAINT, plan.PARTITIONED, plan.MISSING}
+    expects += [case["expect"] for case in section(CASES, "partitioned")]
+    codes = {plan.BEING_BUILT, plan.INVALID, plan.MISMATCH, plan.CONSTRAINT, plan.REPLACE_PARTITIONED, plan.MISSING,
+             partitions.PARTITION_KEY, partitions.PARTITION_OWNER, partitions.PARTITION_FOREIGN,
+             partitions.PARTITION_NAME, partitions.PARTITION_ATTACHED_INVALID}
     assert {expect["refusal"] for expect in expects if "refusal" in expect} == codes
     assert {expect["action"] for expect in expects if "action" in expect} == {
         "created", "none", "replaced", "repaired_invalid", "dropped", "rebuilt"}

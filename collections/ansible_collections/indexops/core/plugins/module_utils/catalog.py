@@ -39,6 +39,46 @@ LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace
 WHERE n.nspname = %s AND c.relname = %s
 """
 
+# The partitions of a partitioned table, every level below it (PostgreSQL 12+), with whether the
+# login role may act as their owner: CREATE INDEX on a partition needs its owner's rights.
+PARTITIONS = """
+SELECT t.relid::oid AS oid, t.parentrelid::oid AS parent_oid, t.isleaf AS leaf, t.level, c.relkind,
+       n.nspname AS schema, c.relname AS table, pg_catalog.pg_get_userbyid(c.relowner) AS owner,
+       pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') AS owned,
+       pg_catalog.pg_relation_size(c.oid) AS table_bytes
+FROM pg_catalog.pg_partition_tree(%s::oid::regclass) t
+JOIN pg_catalog.pg_class c ON c.oid = t.relid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE t.level > 0
+ORDER BY t.level, n.nspname, c.relname
+"""
+
+# Every index on the given partitions, with the partitioned index it is attached to (if any).
+PARTITION_INDEXES = """
+SELECT c.oid, c.relkind, n.nspname AS schema, c.relname AS name, i.indrelid AS table_oid,
+       i.indisvalid AS valid, i.indisready AS ready, i.indislive AS live,
+       pg_catalog.pg_get_indexdef(c.oid) AS definition, pg_catalog.pg_relation_size(c.oid) AS size_bytes,
+       ts.spcname AS tablespace, inh.inhparent AS attached_to,
+       (SELECT string_agg(con.conname, ', ') FROM pg_catalog.pg_constraint con
+         WHERE con.conindid = c.oid AND con.conrelid = i.indrelid) AS constraints
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_inherits inh ON inh.inhrelid = c.oid
+LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace
+WHERE i.indrelid = ANY(%s::oid[])
+ORDER BY c.relname
+"""
+
+# The partition key columns of partitioned tables; attname is null for a key expression.
+PARTITION_KEYS = """
+SELECT pt.partrelid AS oid, a.attname
+FROM pg_catalog.pg_partitioned_table pt
+CROSS JOIN LATERAL pg_catalog.unnest(pt.partattrs::int2[]) AS k(attnum)
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum AND k.attnum > 0
+WHERE pt.partrelid = ANY(%s::oid[])
+"""
+
 # The table a name belongs to (itself, or an index's table), read without taking any lock: used to
 # name the sessions that made a locking look-up time out.
 TABLE_OID_OF = """
@@ -158,6 +198,22 @@ def column_names(conn, table_oid):
 
 def relation(conn, schema, name):
     return fetch_one(conn, RELATION, (schema, name))
+
+
+def partitions(conn, table_oid):
+    return fetch_all(conn, PARTITIONS, (table_oid,))
+
+
+def partition_indexes(conn, table_oids):
+    return fetch_all(conn, PARTITION_INDEXES, (list(table_oids),))
+
+
+def partition_keys(conn, table_oids):
+    """{table oid: [key column names, None for an expression]} of partitioned tables."""
+    keys = {}
+    for row in fetch_all(conn, PARTITION_KEYS, (list(table_oids),)):
+        keys.setdefault(row["oid"], []).append(row["attname"])
+    return keys
 
 
 def builds_of(conn, index_oid):

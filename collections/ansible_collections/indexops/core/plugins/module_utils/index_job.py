@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+import psycopg2
+
 from ansible_collections.indexops.core.plugins.module_utils import expectations
 from ansible_collections.indexops.core.plugins.module_utils import plan as planner
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
@@ -33,7 +35,7 @@ class IndexJob:
         # session its backend (else status would call the job lost).
         self.session.on_watch_opened = self.journal.name_client
         self.steps = StepRunner(self.session, on_reconnect=self.journal.follow_session,
-                                on_attempt=self.journal.note_attempt)
+                                on_attempt=self.journal.note_attempt, on_partition=self.journal.note_partition)
         self.started = time.monotonic()
 
     # ----------------------------------------------------------------- entry points per state
@@ -108,6 +110,7 @@ class IndexJob:
                                                    "lock_wait_s": round(session.counter.lock_wait_s, 3)})
             if isinstance(exc, IndexOpsError):
                 exc.details.update(self.measured_so_far())
+                exc.hint = f"{exc.hint} {self.unfinished_partitioned(plan, schema, name)}".strip()
             raise
         unmet = [item for item in result["expectations"] if not item["met"]]
         self.journal.finish(state="failed" if unmet else "succeeded", action=plan.action,
@@ -148,7 +151,23 @@ class IndexJob:
             "definition_before": plan.definition_before,
             "expectations": [],
             "rolled_back_jobs": [],
+            "partitions": plan.partitions,
         }
+
+    def unfinished_partitioned(self, plan, schema, name):
+        """What a failed partitioned build leaves: the partitioned index, INVALID, with the partitions
+        built so far attached. It has no storage of its own (queries on the partitions use the parts
+        that are done), so it is left for a rerun to finish rather than thrown away with them."""
+        if not plan.partitions:
+            return ""
+        try:
+            index = self.session.index_row(schema, name)
+        except (IndexOpsError, psycopg2.Error):
+            return ""
+        if index is None or index["valid"]:
+            return ""
+        return (f"The partitioned index {schema}.{name} is left INVALID with the partitions finished so far "
+                "attached: running again finishes it without building those again; state: absent drops it.")
 
     def measured_so_far(self):
         """What a failed run did, for its result: the statements tried and the waits, so that a report

@@ -105,6 +105,11 @@ class Journal:
         if self.job_id is not None and not self.check_mode:
             ledger.note_attempt(self.conn, self.job_id, self.session.counter.attempts, attempt, of)
 
+    def note_partition(self, number, of, partition):
+        """A step on leaf partition ``number`` of ``of`` starts: the job row says which."""
+        if self.job_id is not None and not self.check_mode:
+            ledger.note_partition(self.conn, self.job_id, number, of, partition)
+
     def name_client(self, pid):
         """The watching session was (re)opened: it is the job's client now."""
         if self.job_id is not None and not self.check_mode:

@@ -80,6 +80,15 @@ SET attempts = %(attempts)s,
 WHERE job_id = %(job_id)s AND state = 'running'
 """
 
+# Before a step on one partition of a partitioned table: which partition the running job is on.
+NOTE_PARTITION = """
+UPDATE indexops.jobs
+SET observed = coalesce(observed, '{}'::jsonb)
+               || pg_catalog.jsonb_build_object('partition', %(number)s::integer, 'partitions', %(of)s::integer,
+                                                'partition_name', %(partition)s::text)
+WHERE job_id = %(job_id)s AND state = 'running'
+"""
+
 # A successful rollback closes the change's earlier successful runs in the same environment;
 # jobs that started after it (a later re-apply) are not touched.
 MARK_ROLLED_BACK = """
@@ -376,6 +385,11 @@ def note_attempt(conn, job_id, attempts, attempt, of):
         cur.execute(NOTE_ATTEMPT, {"job_id": job_id, "attempts": attempts, "attempt": attempt, "of": of})
 
 
+def note_partition(conn, job_id, number, of, partition):
+    with conn.cursor() as cur:
+        cur.execute(NOTE_PARTITION, {"job_id": job_id, "number": number, "of": of, "partition": partition})
+
+
 def finish(conn, job_id, *, state, attempts, action=None, last_error=None, definition_after=None, observed=None):
     with conn.cursor() as cur:
         cur.execute(FINISH, {
@@ -435,6 +449,8 @@ SELECT j.job_id, j.change_id, j.kind, j.action, j.environment, j.state,
        to_char(j.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS finished_at,
        j.duration_s, j.attempts, j.owner, j.operator, j.last_error, j.backend_pid, j.application_name,
        (j.observed ->> 'attempt')::integer AS attempt, (j.observed ->> 'attempts_max')::integer AS attempts_max,
+       (j.observed ->> 'partition')::integer AS partition, (j.observed ->> 'partitions')::integer AS partitions,
+       j.observed ->> 'partition_name' AS partition_name,
        j.index_schema, j.index_name, j.table_name, j.definition_before, j.definition_after
 FROM indexops.jobs j
 """

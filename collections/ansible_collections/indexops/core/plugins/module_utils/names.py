@@ -3,6 +3,7 @@ objects. Plain Python (no pglast), so the read-only modules can use it without t
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from ansible_collections.indexops.core.plugins.module_utils.errors import input_error
@@ -40,3 +41,15 @@ def replacement_name(name):
     """The temporary name of the replacement index a replace builds, cut to fit in 63 bytes."""
     room = NAMEDATALEN - len(REPLACEMENT_SUFFIX)
     return name.encode("utf-8")[:room].decode("utf-8", "ignore") + REPLACEMENT_SUFFIX
+
+
+def partition_index_name(index, partition):
+    """The name of index ``index``'s part on partition ``partition`` (a table name): <index>_<partition>,
+    or, when that is longer than 63 bytes, as much of it as fits before an underscore and 8 hex digits of
+    the md5 of the whole name, so two long names never clip to the same one."""
+    full = f"{index}_{partition}"
+    if len(full.encode("utf-8")) <= NAMEDATALEN:
+        return full
+    digest = hashlib.md5(full.encode("utf-8"), usedforsecurity=False).hexdigest()[:8]
+    room = NAMEDATALEN - len(digest) - 1
+    return full.encode("utf-8")[:room].decode("utf-8", "ignore") + "_" + digest

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible_collections.indexops.core.plugins.module_utils import compare, sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils import compare, partitions, sqlcompose
 from ansible_collections.indexops.core.plugins.module_utils.errors import FIX_INPUT, IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
 from ansible_collections.indexops.core.plugins.module_utils.progress import percent_done
@@ -20,7 +20,7 @@ BEING_BUILT = "being_built"  # another session builds the index: wait (wait: tru
 INVALID = "invalid"  # the index is INVALID and on_invalid is fail
 MISMATCH = "mismatch"  # the index exists with another definition and on_mismatch is fail
 CONSTRAINT = "constraint"  # a PRIMARY KEY, UNIQUE or EXCLUDE constraint uses the index
-PARTITIONED = "partitioned"  # CONCURRENTLY is not supported on a partitioned index
+REPLACE_PARTITIONED = "replace_partitioned"  # on_mismatch: replace of a partitioned index
 MISSING = "missing"  # there is no index to rebuild
 
 
@@ -30,6 +30,8 @@ class Step:
 
     ``watched`` steps (the CONCURRENTLY forms) run with the server's lock_timeout off and their
     waits judged by plugins/module_utils/waits.py; ``drops`` names the index a drop step removes.
+    A step on one partition of a partitioned table names where it works (``schema``, ``table_oid``:
+    the partition's, for cleanup and for naming blockers) and, on a leaf, ``partition``: (k, of, name).
     """
 
     statement: object
@@ -37,6 +39,9 @@ class Step:
     cleanup_cc_of: str | None = None
     watched: bool = False
     drops: str | None = None
+    schema: str | None = None
+    table_oid: int | None = None
+    partition: tuple | None = None
     text: str = ""  # the statement as it runs, rendered while the session was alive
 
 
@@ -47,6 +52,7 @@ class Plan:
     before: str = ""  # rendered for the diff
     after: str = ""
     definition_before: str = ""  # pg_get_indexdef before the change, kept in the ledger
+    partitions: list = field(default_factory=list)  # on a partitioned table: what each partition gets
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class PresentFacts:
     default_tablespace: str | None = None
     existing: Index | None = None
     replacement: Index | None = None  # a leftover <name>_indexops_new of an earlier replace
+    partitioned: partitions.PartitionedFacts | None = None  # the partition tree, on a partitioned table
 
 
 @dataclass
@@ -85,6 +92,8 @@ class ExistingFacts:
     name: str
     existing: Index | None = None
     leftovers: list = field(default_factory=list)  # Index of REINDEX CONCURRENTLY leftovers (rebuilt)
+    partitioned: partitions.PartitionedFacts | None = None  # the partition tree of a partitioned index's table
+    partition_leftovers: dict = field(default_factory=dict)  # leaf index name: its REINDEX leftovers (rebuilt)
 
 
 def describe_build(row):
@@ -128,12 +137,9 @@ def constraint_backed(row, verb):
         hint=FIX_INPUT, constraints=row["constraints"]))
 
 
-def partitioned_concurrently(row, what, safety):
-    if row["relkind"] != "I" or not safety.concurrently:
-        return None
-    return Refusal(PARTITIONED, input_error(
-        f"{row['schema']}.{row['name']} is a partitioned index; PostgreSQL does not support {what} on it",
-        "concurrently: false, which blocks writes while it runs"))
+def partitioned_refusal(refused):
+    code, error = refused
+    return Refusal(code, error)
 
 
 # --------------------------------------------------------------------------- the three states
@@ -149,6 +155,8 @@ def matches(facts, row):
 
 
 def plan_present(facts, safety):
+    if facts.partitioned is not None:
+        return plan_present_partitioned(facts, safety)
     spec = facts.spec
     where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
     after = compare.render(facts.wanted, **where, tablespace=spec.tablespace)
@@ -180,6 +188,35 @@ def plan_present(facts, safety):
     return replace_plan(facts, safety, before, after, row["definition"])
 
 
+def plan_present_partitioned(facts, safety):
+    """A partitioned table: ON ONLY, a concurrent build per partition, ATTACH (partitions.py)."""
+    spec = facts.spec
+    where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
+    after = compare.render(facts.wanted, **where, tablespace=spec.tablespace)
+    row = facts.existing.row if facts.existing else None
+    before = compare.render(row["definition"], **where, tablespace=row["tablespace"]) if row else ""
+    if row is not None and not matches(facts, row):
+        if safety.on_mismatch == "fail":
+            return Refusal(MISMATCH, IndexOpsError(
+                f"index {spec.schema}.{spec.name} exists with a different definition. Existing: {before}. "
+                f"Wanted: {after}",
+                expected="the same definition, or on_mismatch: replace",
+                hint="Nothing was changed. Fix the spec.", before=before, after=after))
+        return Refusal(REPLACE_PARTITIONED, IndexOpsError(
+            f"index {spec.schema}.{spec.name} is a partitioned index with a different definition, and pg_index "
+            "does not replace a partitioned index in place",
+            expected="a new index under another name (then drop this one), or state: absent first",
+            hint="Nothing was changed. Create the wanted index under a new name, then drop the old one.",
+            before=before, after=after))
+    if row is not None and row["valid"]:
+        return Plan("none", [], before, after, row["definition"])
+    steps, parts, refused = partitions.tree_steps(facts, safety, Step)
+    if refused is not None:
+        return partitioned_refusal(refused)
+    return Plan("created", [*steps, *analyze_steps(spec, safety)], before, after, row["definition"] if row else "",
+                partitions=parts)
+
+
 def replace_plan(facts, safety, before, after, definition):
     """Build the replacement under a temporary name, drop the old index, rename the new one."""
     spec = facts.spec
@@ -202,10 +239,12 @@ def plan_absent(facts, safety):
         return being_built(facts.existing, safety)
     if row.get("constraints"):
         return constraint_backed(row, "drop")
-    refused = partitioned_concurrently(row, "DROP INDEX CONCURRENTLY", safety)
-    if refused:
-        return refused
     before = compare.render(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
+    if row["relkind"] == "I":
+        # PostgreSQL cannot drop a partitioned index CONCURRENTLY: a plain DROP under lock_timeout, with
+        # retries. It takes ACCESS EXCLUSIVE on the table and its partitions, but scans nothing.
+        step = Step(sqlcompose.drop_index(facts.schema, facts.name, concurrently=False), drops=facts.name)
+        return Plan("dropped", [step], before, "", row["definition"])
     return Plan("dropped", [drop_step(facts.schema, facts.name, safety)], before, "", row["definition"])
 
 
@@ -217,10 +256,34 @@ def plan_rebuilt(facts, safety):
     row = facts.existing.row
     if facts.existing.builds:
         return being_built(facts.existing, safety)
-    # A leftover another REINDEX is using is never dropped: never drop what someone is building.
-    steps = [drop_step(facts.schema, leftover.row["name"], safety) for leftover in facts.leftovers
-             if not leftover.builds]
-    steps.append(Step(sqlcompose.reindex_index(facts.schema, facts.name, concurrently=safety.concurrently),
-                      cleanup_cc_of=facts.name, watched=safety.concurrently))
     definition = compare.render(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
+    if row["relkind"] == "I":
+        steps, parts = partition_reindex_steps(facts, safety)
+        return Plan("rebuilt", steps, definition, definition, row["definition"], partitions=parts)
+    steps = reindex_steps(facts.schema, facts.name, facts.leftovers, safety)
     return Plan("rebuilt", steps, definition, definition, row["definition"])
+
+
+def reindex_steps(index_schema, name, leftovers, safety, **where):
+    """Drop the REINDEX leftovers nobody is using, then REINDEX CONCURRENTLY. A leftover another
+    REINDEX is using is never dropped: never drop what someone is building."""
+    steps = [Step(sqlcompose.drop_index(index_schema, leftover.row["name"], concurrently=safety.concurrently),
+                  watched=safety.concurrently, drops=leftover.row["name"], **where)
+             for leftover in leftovers if not leftover.builds]
+    steps.append(Step(sqlcompose.reindex_index(index_schema, name, concurrently=safety.concurrently),
+                      cleanup_cc_of=name, watched=safety.concurrently, **where))
+    return steps
+
+
+def partition_reindex_steps(facts, safety):
+    """REINDEX INDEX CONCURRENTLY of each leaf's index under the partitioned index, one at a time."""
+    leaves = partitions.attached_leaves(facts.partitioned, facts.existing.row["oid"])
+    steps, parts = [], []
+    for number, (part, index) in enumerate(leaves, start=1):
+        where = {"schema": part.row["schema"], "table_oid": part.row["oid"], "partition": (number, len(leaves),
+                                                                                            part.label)}
+        steps += reindex_steps(part.row["schema"], index.row["name"],
+                               facts.partition_leftovers.get(index.row["name"], []), safety, **where)
+        parts.append({"partition": part.label, "index": index.row["name"], "action": "rebuilt concurrently",
+                      "leaf": True})
+    return steps, parts

@@ -32,7 +32,9 @@ REFUSAL_SAYS = {
                       "{after} (use action: replace, or another name)",
     planner.CONSTRAINT: "index {index} backs constraint {constraints}, so it cannot be {verb} (change the "
                         "constraint instead)",
-    planner.PARTITIONED: "index {index} is a partitioned index; PostgreSQL cannot drop it CONCURRENTLY",
+    planner.REPLACE_PARTITIONED: "index {index} is a partitioned index with a different definition: {before}; "
+                                 "pg_index does not replace a partitioned index in place (create the wanted one "
+                                 "under another name, then drop this one)",
     planner.MISSING: "index {index} does not exist, so it cannot be rebuilt",
 }
 VERBS = {"replace": "replaced", "drop": "dropped"}
@@ -144,6 +146,9 @@ class TargetChecks:
             return
         details = outcome.error.details
         build = details.get("build")
+        if outcome.code not in REFUSAL_SAYS:  # partitions.py's refusals say it in their own words
+            self.checks.failed(check, outcome.error.what)
+            return
         self.checks.failed(check, REFUSAL_SAYS[outcome.code].format(
             index=index, build=describe_build(build) if build else "", before=details.get("before"),
             after=details.get("after"), constraints=details.get("constraints"),

@@ -15,7 +15,7 @@ import time
 
 import psycopg2
 
-from ansible_collections.indexops.core.plugins.module_utils import catalog, sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils import catalog, partitions, sqlcompose
 from ansible_collections.indexops.core.plugins.module_utils import plan as planner
 from ansible_collections.indexops.core.plugins.module_utils.errors import RERUN_SAFE, IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
@@ -156,10 +156,6 @@ class Session:
         if row is None or row["relkind"] not in ("r", "p", "m"):
             raise input_error(f"table {schema}.{name} does not exist in database {self.conn.info.dbname}",
                               "an existing table (check table, schema and db)")
-        if row["relkind"] == "p" and self.safety.concurrently:
-            raise input_error(
-                f"{schema}.{name} is a partitioned table; PostgreSQL cannot build or drop its indexes CONCURRENTLY",
-                "an index per partition, or concurrently: false (which blocks writes for the whole build)")
         return row
 
     def require_columns(self, names):
@@ -169,6 +165,11 @@ class Session:
             table = f"{self.table_row['schema']}.{self.table_row['table']}"
             raise input_error(f"column {missing[0]!r} does not exist in table {table}",
                               f"columns of {table}: {', '.join(sorted(present))}")
+
+    def index_row(self, schema, name):
+        """The index ``schema.name`` on whatever table (a partition's, for cleanup), or None."""
+        row = self.look_up("index", schema, name, lambda: catalog.relation(self.conn, schema, name))
+        return row if row is not None and row["relkind"] in ("i", "I") else None
 
     def existing_index(self, schema, name, table=None):
         row = self.look_up("index", schema, name, lambda: catalog.relation(self.conn, schema, name))
@@ -226,18 +227,50 @@ class Session:
         existing = self.index_facts(spec.schema, spec.name)
         # Only a valid index is ever replaced: a replacement leftover matters (and is read) only then.
         replaceable = existing is not None and existing.row["valid"] and existing.row["ready"]
+        # Without CONCURRENTLY a plain CREATE INDEX on the parent builds every partition in one statement.
+        tree = self.partition_facts(self.table_row) if self.table_row["relkind"] == "p" and self.safety.concurrently \
+            else None
         return planner.PresentFacts(
             spec=spec, wanted=wanted, table_oid=self.table_row["oid"], default_tablespace=default_tablespace,
             existing=existing,
-            replacement=self.index_facts(spec.schema, replacement_name(spec.name)) if replaceable else None)
+            replacement=self.index_facts(spec.schema, replacement_name(spec.name)) if replaceable and tree is None
+            else None, partitioned=tree)
 
     def existing_facts(self, schema, name, table, leftovers=False):
         existing = self.index_facts(schema, name, table=table)
-        found = []
-        if leftovers and existing is not None:
-            found = [planner.Index(row, catalog.builds_of(self.conn, row["oid"]))
-                     for row in catalog.cc_leftovers(self.conn, existing.row["table_oid"], name)]
-        return planner.ExistingFacts(schema, name, existing, found)
+        found, tree, part_leftovers = [], None, {}
+        if existing is not None and existing.row["relkind"] == "I":
+            table_row = {"oid": existing.row["table_oid"], "schema": existing.row["table_schema"],
+                         "table": existing.row["table"]}
+            tree = self.partition_facts(table_row)
+            if leftovers:
+                part_leftovers = {index.row["name"]: self.cc_leftover_facts(part.row["oid"], index.row["name"])
+                                  for part, index in partitions.attached_leaves(tree, existing.row["oid"])}
+        elif leftovers and existing is not None:
+            found = self.cc_leftover_facts(existing.row["table_oid"], name)
+        return planner.ExistingFacts(schema, name, existing, found, partitioned=tree,
+                                     partition_leftovers=part_leftovers)
+
+    def cc_leftover_facts(self, table_oid, name):
+        return [planner.Index(row, catalog.builds_of(self.conn, row["oid"]))
+                for row in catalog.cc_leftovers(self.conn, table_oid, name)]
+
+    def partition_facts(self, table_row):
+        """The partition tree below a partitioned table, each partition with its indexes (and the
+        sessions building those that are not valid yet) and, for a partitioned one, its key."""
+        def read():
+            rows = catalog.partitions(self.conn, table_row["oid"])
+            by_table = {}
+            for index in catalog.partition_indexes(self.conn, [row["oid"] for row in rows]):
+                builds = [] if index["valid"] else catalog.builds_of(self.conn, index["oid"])
+                by_table.setdefault(index["table_oid"], []).append(planner.Index(index, builds))
+            keys = catalog.partition_keys(self.conn, [table_row["oid"]] + [row["oid"] for row in rows
+                                                                            if not row["leaf"]])
+            return partitions.PartitionedFacts(
+                key=keys.get(table_row["oid"], []),
+                partitions=[partitions.Partition(row, by_table.get(row["oid"], []), keys.get(row["oid"], []))
+                            for row in rows])
+        return self.look_up("table", table_row["schema"], table_row["table"], read)
 
     # ----------------------------------------------------------------- one job per table
     def lock_table(self):

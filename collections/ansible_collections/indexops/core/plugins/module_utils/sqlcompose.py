@@ -28,14 +28,17 @@ def column_sql(column):
     return sql.Composed(pieces)
 
 
-def create_index(spec, *, name=None, relation=None, concurrently=True, tablespace=True):
-    """CREATE INDEX for ``spec``; ``name``/``relation`` override where it is built (temp names, shadows)."""
+def create_index(spec, *, name=None, relation=None, concurrently=True, tablespace=True, only=False):
+    """CREATE INDEX for ``spec``; ``name``/``relation`` override where it is built (temp names, shadows,
+    partitions); ``only`` builds it ON ONLY a partitioned table (catalog only, invalid until its
+    partitions' indexes are attached)."""
     relation = relation or (spec.schema, spec.table)
     parts = [
         sql.SQL("CREATE UNIQUE INDEX" if spec.unique else "CREATE INDEX"),
         sql.SQL(" CONCURRENTLY") if concurrently else sql.SQL(""),
-        sql.SQL(" {} ON {} USING {} ").format(
-            sql.Identifier(name or spec.name), qualified(*relation), sql.Identifier(spec.method)),
+        sql.SQL(" {} ON {}{} USING {} ").format(
+            sql.Identifier(name or spec.name), sql.SQL("ONLY ") if only else sql.SQL(""), qualified(*relation),
+            sql.Identifier(spec.method)),
         sql.SQL("({})").format(sql.SQL(", ").join(column_sql(col) for col in spec.columns)),
     ]
     if spec.include:
@@ -64,6 +67,11 @@ def reindex_index(schema, name, *, concurrently=True):
 
 def rename_index(schema, name, new_name):
     return sql.SQL("ALTER INDEX {} RENAME TO {}").format(qualified(schema, name), sql.Identifier(new_name))
+
+
+def attach_partition_index(schema, name, partition_schema, partition_index):
+    return sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(qualified(schema, name),
+                                                               qualified(partition_schema, partition_index))
 
 
 def analyze_table(schema, table):

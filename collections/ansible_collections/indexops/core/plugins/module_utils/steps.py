@@ -23,10 +23,11 @@ NOTHING_LEFT = "Nothing was left behind."
 class StepRunner:
     """Runs steps through a Session; keeps what ran, what was tried and the time spent waiting."""
 
-    def __init__(self, session, on_reconnect=None, on_attempt=None):
+    def __init__(self, session, on_reconnect=None, on_attempt=None, on_partition=None):
         self.session = session
         self.on_reconnect = on_reconnect  # called after the main session was opened again
         self.on_attempt = on_attempt  # called with (attempt, of) before each retry of a statement
+        self.on_partition = on_partition  # called with (k, of, name) before a step on leaf partition k
         self.statements = []  # statements that succeeded
         self.tried = []  # every statement started, retries once, cleanups included: what a failure reports
         self.cleaned = []  # invalid indexes this run left and dropped again
@@ -41,6 +42,9 @@ class StepRunner:
         return self.session.safety
 
     def run_step(self, step, schema):
+        schema = step.schema or schema  # a step on a partition works in the partition's schema
+        if step.partition and self.on_partition:  # so that status can say "partition 3/8"
+            self.on_partition(*step.partition)
         numbers = iter(range(1, self.safety.lock_retries + 1))
 
         def attempt():
@@ -117,16 +121,20 @@ class StepRunner:
             if self.on_reconnect is not None:
                 self.on_reconnect()  # the ledger names the new session, else status would call the job lost
         if step.cleanup:
-            leftover = self.session.existing_index(schema, step.cleanup)
+            leftover = self.session.index_row(schema, step.cleanup)
             if leftover and not leftover["valid"] and not catalog.builds_of(self.conn, leftover["oid"]):
                 self.drop_quietly(schema, step.cleanup)
                 self.cleaned.append(step.cleanup)
-        table_row = self.session.table_row
-        if step.cleanup_cc_of and table_row:
-            for leftover in catalog.cc_leftovers(self.conn, table_row["oid"], step.cleanup_cc_of):
+        table_oid = self.table_oid_of(step)
+        if step.cleanup_cc_of and table_oid:
+            for leftover in catalog.cc_leftovers(self.conn, table_oid, step.cleanup_cc_of):
                 if not catalog.builds_of(self.conn, leftover["oid"]):
                     self.drop_quietly(schema, leftover["name"])
                     self.cleaned.append(leftover["name"])
+
+    def table_oid_of(self, step):
+        """The table the step works on: its partition's, else the run's."""
+        return step.table_oid or (self.session.table_row or {}).get("oid")
 
     def reconnect_or_explain(self, step, schema):
         try:
@@ -162,7 +170,7 @@ class StepRunner:
     def budget_error(self, step, schema, exc):
         blockers = getattr(exc.last_error, "blockers", None)
         if blockers is None:  # the server's own lock timeout (an unwatched statement)
-            blockers, who = self.session.blockers_of(self.session.table_row["oid"])
+            blockers, who = self.session.blockers_of(self.table_oid_of(step))
         else:
             who = "; ".join(waits.describe_session(row) for row in blockers[:3]) or "no blocking session is visible"
         left = self.left_behind(step, schema)
@@ -198,7 +206,7 @@ class StepRunner:
         """What a failed step left, in one sentence for its error."""
         if step.drops:
             try:
-                index = self.session.existing_index(schema, step.drops)
+                index = self.session.index_row(schema, step.drops)
             except (IndexOpsError, psycopg2.Error):
                 return f"Whether {schema}.{step.drops} still exists could not be read; pg_index_status shows it."
             if index is not None and not index["valid"]:

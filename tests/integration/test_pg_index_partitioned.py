@@ -16,8 +16,10 @@ import time
 import psycopg2
 import pytest
 
+from ansible_collections.indexops.core.plugins.module_utils.connection import connect
+from ansible_collections.indexops.core.plugins.module_utils.status_read import Status
 from tests.integration.helpers_catalog import snapshot, wait_until
-from tests.integration.test_pg_index_failures import session
+from tests.integration.test_pg_index_failures import in_background, session, snapshot_holder
 from tests.pg_index_runner import run_pg_index
 
 LOCK_TIMEOUT = "200ms"
@@ -234,3 +236,45 @@ def test_a_drop_behind_a_long_reader_is_cut_at_lock_timeout_and_says_who(pdb):
     assert "could not get the locks for `DROP INDEX IF EXISTS" in result["msg"], result["msg"]
     assert result["retry_safe"] is True
     assert parent_valid(pdb) is True
+
+
+def test_status_follows_a_partitioned_build_partition_by_partition(pdb):
+    """While a partition's build waits (here for an old snapshot), status finds that build under the
+    partitioned index and says which partition of how many it is on."""
+    read = Status(lambda: connect({**pdb.params, "connect_timeout": 10}, "test/status"))
+    change = {"id": "pt1", "action": "create", "index": {"name": INDEX, "table": "public.pt"}}
+    ledger = {"change_id": "pt1", "spec_digest": "0" * 64, "kind": "apply", "environment": "staging",
+              "owner": "team-db", "rollback_note": "drop it", "operator": "tester"}
+    seen = []
+
+    def building():
+        entry = read.run(changes=[change])["changes"][0]
+        seen.append(entry)
+        return entry["build"] is not None and (entry["job"] or {}).get("partition")
+
+    with snapshot_holder(pdb) as holder:
+        with in_background(pdb, build, pdb, ledger=ledger) as future:
+            wait_until(building, "status to see the first partition's build")
+            holder.rollback()
+            result = future.result(timeout=120)
+
+    entry = seen[-1]
+    assert entry["state"] == "building", entry
+    assert entry["build"]["index_name"] == "pt_v_idx_pt_a", entry["build"]
+    assert "partition 1/5 (public.pt_a)" in entry["line"], entry["line"]
+    assert "partition 1/5 (public.pt_a)" in entry["row"]["progress"], entry["row"]
+    assert not result.get("failed"), result.get("msg")
+    done = read.run(changes=[change])["changes"][0]
+    assert done["state"] == "done" and "partition" not in done["line"], done["line"]
+    assert done["index_state"]["size_bytes"] > 0  # the partitions' indexes, summed
+
+
+def test_expectations_see_the_partitions_indexes_in_the_plan_and_their_size(pdb):
+    pdb.execute("ANALYZE public.pt")
+    result = build(pdb, expected={"valid": True, "max_size": "100MB",
+                                  "plan_uses_index": "SELECT id FROM pt WHERE v = 5 AND region = 'a'"})
+    assert not result.get("failed"), result.get("msg")
+    met = {item["name"]: item["met"] for item in result["expectations"]}
+    assert met == {"valid": True, "max_size": True, "plan_uses_index": True}, result["expectations"]
+    parts = pdb.fetchval("SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('public.pt_v_idx')")
+    assert result["size_bytes"] == parts > 0

@@ -7,9 +7,19 @@ import re
 import psycopg2.extras
 from psycopg2 import sql
 
+# A partitioned table or index has no storage of its own: its size and rows are its partitions'.
+TREE_BYTES = """CASE WHEN c.relkind IN ('p', 'I') THEN
+         (SELECT coalesce(sum(pg_catalog.pg_relation_size(pt.relid)), 0)::bigint
+          FROM pg_catalog.pg_partition_tree(c.oid) pt)
+       ELSE pg_catalog.pg_relation_size(c.oid) END"""
+TREE_ROWS = """CASE WHEN c.relkind = 'p' THEN
+         (SELECT coalesce(sum(greatest(pc.reltuples, 0)), 0)::bigint FROM pg_catalog.pg_partition_tree(c.oid) pt
+          JOIN pg_catalog.pg_class pc ON pc.oid = pt.relid WHERE pt.isleaf)
+       ELSE c.reltuples::bigint END"""
+
 TABLE = """
 SELECT c.oid, n.nspname AS schema, c.relname AS table, c.relkind,
-       pg_relation_size(c.oid) AS table_bytes, c.reltuples::bigint AS estimated_rows
+       """ + TREE_BYTES + """ AS table_bytes, """ + TREE_ROWS + """ AS estimated_rows
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = %s
@@ -20,13 +30,19 @@ SELECT a.attname FROM pg_catalog.pg_attribute a
 WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 """
 
+# Every index in an index's partition tree (itself included), for plans that name the partitions' parts.
+INDEX_TREE_NAMES = """
+SELECT c.relname AS name FROM pg_catalog.pg_partition_tree(%s::oid::regclass) pt
+JOIN pg_catalog.pg_class c ON c.oid = pt.relid
+"""
+
 # Any relation of that name in the schema, so a clash with a table or sequence is reported too.
 RELATION = """
 SELECT c.oid, c.relkind, n.nspname AS schema, c.relname AS name,
        i.indrelid AS table_oid, t.relname AS table, tn.nspname AS table_schema,
        i.indisvalid AS valid, i.indisready AS ready, i.indislive AS live,
        pg_catalog.pg_get_indexdef(c.oid) AS definition,
-       pg_catalog.pg_relation_size(c.oid) AS size_bytes,
+       """ + TREE_BYTES + """ AS size_bytes,
        ts.spcname AS tablespace,
        (SELECT string_agg(con.conname, ', ') FROM pg_catalog.pg_constraint con
          WHERE con.conindid = c.oid AND con.conrelid = i.indrelid) AS constraints
@@ -198,6 +214,11 @@ def column_names(conn, table_oid):
 
 def relation(conn, schema, name):
     return fetch_one(conn, RELATION, (schema, name))
+
+
+def index_tree_names(conn, index_oid):
+    """The names of a partitioned index and of every partition's index under it ([] for a plain index)."""
+    return [row["name"] for row in fetch_all(conn, INDEX_TREE_NAMES, (index_oid,))]
 
 
 def partitions(conn, table_oid):

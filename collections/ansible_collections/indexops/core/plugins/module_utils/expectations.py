@@ -3,7 +3,7 @@ against what a pg_index run did; each comes back as met or not, with what was ob
 
 from __future__ import annotations
 
-from ansible_collections.indexops.core.plugins.module_utils import sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils import catalog, sqlcompose
 from ansible_collections.indexops.core.plugins.module_utils.fragments import select_statement
 from ansible_collections.indexops.core.plugins.module_utils.spec import duration_seconds, size_bytes
 
@@ -59,4 +59,11 @@ def plan_uses(conn, query, name, schema):
     finally:
         conn.rollback()
         conn.autocommit = True
-    return name in plan_index_names(plan)
+    return bool(index_names(conn, schema, name) & plan_index_names(plan))
+
+
+def index_names(conn, schema, name):
+    """The names a plan can show for the index: its own, and on a partitioned table those of the
+    partitions' indexes attached under it (a plan scans the partitions)."""
+    row = catalog.relation(conn, schema, name)
+    return {name, *(catalog.index_tree_names(conn, row["oid"]) if row and row["relkind"] == "I" else ())}

@@ -221,6 +221,16 @@ def server_version(conn):
     return fetch_one(conn, SERVER_VERSION)
 
 
+PARTITION_TABLE_NAMES = """
+SELECT c.relname AS name FROM pg_catalog.pg_partition_tree(%s::oid::regclass) pt
+JOIN pg_catalog.pg_class c ON c.oid = pt.relid WHERE pt.level > 0
+"""
+
+
+def partition_table_names(conn, table_oid):
+    return [row["name"] for row in fetch_all(conn, PARTITION_TABLE_NAMES, (table_oid,))]
+
+
 def build_details(conn):
     return fetch_all(conn, BUILD_DETAILS)
 

@@ -164,11 +164,20 @@ def attempt_text(job):
     return f", attempt {job['attempt']}/{job.get('attempts_max') or '?'}"
 
 
+def partition_text(job):
+    """', partition 3/8 (public.orders_2026_03)' while a running job builds an index on a partitioned
+    table one partition at a time: the percent, phase and ETA are then that partition's."""
+    job = job or {}
+    if job.get("state") != "running" or not job.get("partitions"):
+        return ""
+    return f", partition {job.get('partition')}/{job['partitions']} ({job.get('partition_name') or '?'})"
+
+
 def build_progress(build, job=None):
-    """The PROGRESS cell of a build: percent, phase, pid, attempt, ETA and what it waits on."""
+    """The PROGRESS cell of a build: percent, phase, pid, partition, attempt, ETA and what it waits on."""
     eta = f", ETA {duration(build.get('eta_s'))}" if build.get("eta_s") is not None else ""
     return (f"{percent_text(build)} {build.get('phase') or 'phase hidden'}, pid {build.get('pid')}"
-            f"{attempt_text(job)}{eta}{waits_on(build)}")
+            f"{partition_text(job)}{attempt_text(job)}{eta}{waits_on(build)}")
 
 
 def progress_line(entry):
@@ -178,11 +187,13 @@ def progress_line(entry):
     build, job, state = entry.get("build"), entry.get("job") or {}, entry.get("state") or "?"
     if build:
         return (f"{name} {state} {percent_text(build)} {build.get('phase') or 'phase hidden from this role'}, "
-                f"pid {build.get('pid')}{attempt_text(job)}, running {duration(build.get('elapsed_s'))}, "
+                f"pid {build.get('pid')}{partition_text(job)}{attempt_text(job)}, "
+                f"running {duration(build.get('elapsed_s'))}, "
                 f"ETA {duration(build.get('eta_s'))}{waits_on(build, queries=True)}")
     if state == "building":
         return (f"{name} building, job {job.get('job_id')} running with no build in progress right now "
-                f"(waiting for a lock or a retry, starting, ANALYZE, verification or cleanup){attempt_text(job)}")
+                f"(waiting for a lock or a retry, starting, ANALYZE, verification or cleanup)"
+                f"{partition_text(job)}{attempt_text(job)}")
     tail = f" (job {job.get('job_id')} {job.get('state')}{', lost' if job.get('lost') else ''})" if job else ""
     return f"{name} {state}, no build running{tail}"
 

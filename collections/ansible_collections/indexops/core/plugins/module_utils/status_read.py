@@ -35,6 +35,7 @@ from ansible_collections.indexops.core.plugins.module_utils.errors import IndexO
 from ansible_collections.indexops.core.plugins.module_utils.names import (
     check_identifier,
     check_qualified_name,
+    partition_index_name,
     replacement_name,
 )
 from ansible_collections.indexops.core.plugins.module_utils.progress import eta_s, percent_done, phase_percent
@@ -57,9 +58,12 @@ def leftover_kind(name):
     return next((kind for kind, pattern in CC_KINDS if pattern.search(name)), "invalid")
 
 
-def build_of(index, builds):
-    """The progress row of the build working on ``index`` (oid, table_oid, name, valid), or None."""
-    direct = next((row for row in builds if row["index_relid"] == index["oid"]), None)
+def build_of(index, builds, partition_indexes=()):
+    """The progress row of the build working on ``index`` (oid, table_oid, name, valid), or None.
+    A partitioned index is built one partition at a time: its build is the one of the partition's
+    index pg_index names after it (``partition_indexes``: their names, see partition_index_names)."""
+    direct = next((row for row in builds if row["index_relid"] == index["oid"]
+                   or (row.get("index_name") and row["index_name"] in partition_indexes)), None)
     if direct is not None:
         return direct
     if leftover_kind(index["name"]) != "invalid":
@@ -281,12 +285,19 @@ class Status:
         row = self.relation(schema, name)
         if row is None or row["relkind"] not in INDEX_RELKINDS:
             return missing_index(schema, name, table)
-        build = build_of({**row, "name": name}, self.builds)
+        build = build_of({**row, "name": name}, self.builds, self.partition_index_names(row, name))
         return {"schema": schema, "name": name, "table": row["table"], "exists": True, "valid": row["valid"],
                 "ready": row["ready"], "state": states.index_state(True, row["valid"], build is not None),
                 "definition": row["definition"],
                 "size_bytes": row["size_bytes"], "scans": queries.index_scans(self.conn, row["oid"]),
                 "building": build is not None, "build": self.summarize(build)}
+
+    def partition_index_names(self, row, name):
+        """For an unfinished partitioned index: the names pg_index gives its partitions' indexes."""
+        if row["relkind"] != "I" or row["valid"] or not self.builds:
+            return ()
+        return {partition_index_name(name, table) for table in queries.partition_table_names(self.conn,
+                                                                                            row["table_oid"])}
 
     # ------------------------------------------------------------------ ledger
 

@@ -174,6 +174,20 @@ server_version:
   returned: always
   type: int
   sample: 150020
+partitions:
+  description:
+    - On a partitioned table, its leaf partitions (every level), each of which gets its own concurrent
+      build; the estimated duration scales with their total size.
+  returned: when the change's table is partitioned
+  type: list
+  elements: dict
+  contains:
+    partition:
+      description: The partition, as C(schema.table).
+      type: str
+    bytes:
+      description: Size of the partition's main fork.
+      type: int
 table:
   description: The table the change works on; null when it does not exist.
   returned: always

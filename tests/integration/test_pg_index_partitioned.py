@@ -20,7 +20,7 @@ from ansible_collections.indexops.core.plugins.module_utils.connection import co
 from ansible_collections.indexops.core.plugins.module_utils.status_read import Status
 from tests.integration.helpers_catalog import snapshot, wait_until
 from tests.integration.test_pg_index_failures import in_background, session, snapshot_holder
-from tests.pg_index_runner import run_pg_index
+from tests.pg_index_runner import run_module, run_pg_index
 
 LOCK_TIMEOUT = "200ms"
 WRITE_STALL_LIMIT = "450ms"  # lock_timeout + 250 ms
@@ -278,3 +278,28 @@ def test_expectations_see_the_partitions_indexes_in_the_plan_and_their_size(pdb)
     assert met == {"valid": True, "max_size": True, "plan_uses_index": True}, result["expectations"]
     parts = pdb.fetchval("SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('public.pt_v_idx')")
     assert result["size_bytes"] == parts > 0
+
+
+def preflight_change(**index):
+    return {"id": "pt-v", "owner": "team-test", "reason": "TEST-2: look up pt by v", "action": "create",
+            "index": {"name": INDEX, "table": "public.pt", "columns": ["v"], **index},
+            "expected": {"valid": True}, "rollback": {"note": "Drop the index; nothing depends on it."}}
+
+
+def test_preflight_says_how_many_partitions_and_refuses_a_unique_index_without_the_key(pdb):
+    before = snapshot(pdb)
+    go = run_module("pg_index_preflight", {**pdb.params, "change": preflight_change()})
+    assert not go.get("failed"), go.get("msg")
+    assert go["go"] is True, go["reasons"]
+    table = next(check for check in go["checks"] if check["name"] == "table_exists")
+    assert "partitioned: 5 partitions, each indexed concurrently on its own (largest public." in table["detail"]
+    assert sorted(item["partition"] for item in go["partitions"]) == sorted(f"public.{leaf}"
+                                                                                     for leaf in LEAVES)
+    name = next(check for check in go["checks"] if check["name"] == "index_name")
+    assert "applying builds it" in name["detail"]
+
+    unique = run_module("pg_index_preflight", {**pdb.params, "change": preflight_change(unique=True)})
+    assert unique["go"] is False
+    assert any("must include its partition key, but columns leave out region" in reason
+               for reason in unique["reasons"]), unique["reasons"]
+    assert snapshot(pdb) == before

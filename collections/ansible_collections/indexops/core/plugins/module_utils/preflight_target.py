@@ -85,9 +85,23 @@ class TargetChecks:
         else:
             size = bytes_text(row["table_bytes"])
             self.checks.passed("table_exists", f"table {spec.qualified_table} exists ({size}, "
-                                               f"about {max(row['estimated_rows'], 0)} rows)")
+                                               f"about {max(row['estimated_rows'], 0)} rows)"
+                                               f"{self.partitions_text(row)}")
         self.note_table(row)
         return row
+
+    def partitions_text(self, row):
+        """'; partitioned: 5 partitions, each built concurrently on its own (largest public.pt_a, 2 MiB)'."""
+        if row["relkind"] != "p":
+            return ""
+        leaves = [item for item in catalog.partitions(self.conn, row["oid"]) if item["leaf"]]
+        self.facts["partitions"] = [{"partition": f"{item['schema']}.{item['table']}", "bytes": item["table_bytes"]}
+                                    for item in leaves]
+        if not leaves:
+            return "; partitioned, with no partitions yet"
+        largest = max(leaves, key=lambda item: item["table_bytes"])
+        return (f"; partitioned: {len(leaves)} partitions, each indexed concurrently on its own (largest "
+                f"{largest['schema']}.{largest['table']}, {bytes_text(largest['table_bytes'])})")
 
     def note_table(self, row):
         self.db.table_row = row

@@ -408,6 +408,45 @@ FROM generate_series(1::bigint, %(rows)s::bigint) AS g,
 """
 
 
+# A partitioned table for the partitioned-index demo (changes/order-events-order-id.yml): order events
+# by quarter of 2024, the last quarter partitioned again by kind, and a default partition.
+ORDER_EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS public.order_events (
+    order_id   bigint      NOT NULL,
+    kind       text        NOT NULL,
+    created_at timestamptz NOT NULL,
+    detail     text
+) PARTITION BY RANGE (created_at);
+CREATE TABLE IF NOT EXISTS public.order_events_2024q1 PARTITION OF public.order_events
+    FOR VALUES FROM ('2024-01-01 00:00:00+00') TO ('2024-04-01 00:00:00+00');
+CREATE TABLE IF NOT EXISTS public.order_events_2024q2 PARTITION OF public.order_events
+    FOR VALUES FROM ('2024-04-01 00:00:00+00') TO ('2024-07-01 00:00:00+00');
+CREATE TABLE IF NOT EXISTS public.order_events_2024q3 PARTITION OF public.order_events
+    FOR VALUES FROM ('2024-07-01 00:00:00+00') TO ('2024-10-01 00:00:00+00');
+CREATE TABLE IF NOT EXISTS public.order_events_2024q4 PARTITION OF public.order_events
+    FOR VALUES FROM ('2024-10-01 00:00:00+00') TO ('2025-01-01 00:00:00+00') PARTITION BY LIST (kind);
+CREATE TABLE IF NOT EXISTS public.order_events_2024q4_shipping PARTITION OF public.order_events_2024q4
+    FOR VALUES IN ('shipped', 'delivered');
+CREATE TABLE IF NOT EXISTS public.order_events_2024q4_other PARTITION OF public.order_events_2024q4 DEFAULT;
+CREATE TABLE IF NOT EXISTS public.order_events_default PARTITION OF public.order_events DEFAULT;
+"""
+
+# One event per order (its latest status), at the order's creation time: deterministic like the orders.
+ORDER_EVENTS_SEED = """
+INSERT INTO public.order_events (order_id, kind, created_at, detail)
+SELECT id, status, created_at, note FROM public.orders
+"""
+
+
+def seed_order_events(cur) -> None:
+    """public.order_events from public.orders, unless it already has as many rows."""
+    cur.execute(ORDER_EVENTS_DDL)
+    cur.execute("SELECT (SELECT count(*) FROM public.order_events) = (SELECT count(*) FROM public.orders)")
+    if not cur.fetchone()[0]:
+        cur.execute("TRUNCATE public.order_events")
+        cur.execute(ORDER_EVENTS_SEED)
+
+
 def seed_demo(sandbox: Sandbox, rows: int, dbname: str = DEMO_DB, out=sys.stdout) -> float | None:
     """Create the demo database and public.orders with `rows` rows. Returns the seconds spent, or None
     when the table already had exactly that many rows."""
@@ -421,6 +460,7 @@ def seed_demo(sandbox: Sandbox, rows: int, dbname: str = DEMO_DB, out=sys.stdout
             cur.execute("SELECT count(*) FROM public.orders")
             have = cur.fetchone()[0]
             if have == rows:
+                seed_order_events(cur)
                 conn.commit()
                 return None
             print(f"sandbox: seeding {dbname}.public.orders with {rows:,} rows (had {have:,})...", file=out,
@@ -430,10 +470,12 @@ def seed_demo(sandbox: Sandbox, rows: int, dbname: str = DEMO_DB, out=sys.stdout
             cur.execute(ORDERS_SEED, {"rows": rows})
             cur.execute("SELECT setval(pg_get_serial_sequence('public.orders', 'id'), %s, %s)",
                         (max(rows, 1), rows > 0))
+            seed_order_events(cur)
         conn.commit()
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("ANALYZE public.orders")
+            cur.execute("ANALYZE public.order_events")
         return time.monotonic() - began
 
 

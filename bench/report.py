@@ -75,6 +75,29 @@ def figure(res: dict[str, Any], scenario: str) -> list[str]:
             "span shaded.*", ""]
 
 
+def measured_in(lines: list[str], sc: dict[str, Any]) -> list[str]:
+    """After each scenario's heading, which earlier run measured it when it was kept (--update)."""
+    headings = {TITLES_IN_HEADINGS[name]: s["measured_in"] for name, s in sc.items()
+                if s.get("measured_in") and name in TITLES_IN_HEADINGS}
+    out = []
+    for line in lines:
+        out.append(line)
+        found = next((m for prefix, m in headings.items() if line.startswith(prefix)), None)
+        if found:
+            out += ["", f"*Measured in an earlier run ({found.get('generated_at')}, `{found.get('command')}`), "
+                        "kept by `--update`.*"]
+    return out
+
+
+# The heading each scenario's section starts with.
+TITLES_IN_HEADINGS = {
+    "write_availability": "## Write availability (part 2)", "long_build": "## Long build",
+    "lock_queue": "## Lock queue", "drop_long_reader": "## Drop under a long reader",
+    "reporting_workload": "## Reporting workload", "status_scale": "## Status scale",
+    "polling": "## Progress polling cost", "partitioned": "## Write availability on a partitioned table",
+}
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     m, p, t = res["machine"], res["parameters"], res.get("table", {})
     sc = res.get("scenarios", {})
@@ -109,10 +132,12 @@ def render_markdown(res: dict[str, Any]) -> str:
         + (f"each at most {p['rate']:g} per second" if p.get("rate") else "as fast as they can")
         + f"; {p['baseline_s']:g} s baseline, the operation, "
         f"{p['after_s']:g} s after. pg_index ran with lock_timeout {p['lock_timeout']}.",
-        "",
-        "## Targets",
-        "",
     ]
+    kept = [(name, s["measured_in"]) for name, s in sc.items() if s.get("measured_in")]
+    if kept:
+        lines.append("- Kept from earlier runs (`--update`), as each section says: "
+                     + "; ".join(f"{name.replace('_', ' ')} ({m.get('generated_at')})" for name, m in kept) + ".")
+    lines += ["", "## Targets", ""]
     lines += table(["target", "measured", "limit", "result", "why (for a miss), or a note"],
                    [[x["target"], num(x.get("measured")), num(x.get("limit")), VERDICT[x["met"]],
                      x.get("why") or x.get("note") or ""]
@@ -259,7 +284,22 @@ def render_markdown(res: dict[str, Any]) -> str:
                             for i, r in enumerate(s["runs"])])
             lines += [f"Median build: {num(s['polled_build_s'])} s polled, {num(s['unpolled_build_s'])} s not: "
                       f"ratio {num(s['build_ratio'], '.4f')} (wall-time ratio {num(s['wall_ratio'], '.4f')}).", ""]
-    return "\n".join(lines).rstrip() + "\n"
+    if "partitioned" in sc:
+        s = sc["partitioned"]
+        lines += ["## Write availability on a partitioned table (part 6)", "",
+                  f"The same rows and writers, with the table re-created as {s['partitions']} HASH partitions of id "
+                  f"(seeded in {num(s['seed_s'])} s). Index `bench_customer_idx` on `(customer_id)`: plain "
+                  "CREATE INDEX "
+                  "on the parent builds every partition in one statement and blocks writes to all of them; pg_index "
+                  "builds ON ONLY the parent, then each partition concurrently, then attaches them; its drop is a "
+                  "plain DROP INDEX under lock_timeout (there is no concurrent drop of a partitioned index). "
+                  "Raw CREATE INDEX CONCURRENTLY is not a contender: "
+                  + (f"PostgreSQL refused it (`{s['concurrent_refused']}`)." if s.get("concurrent_refused")
+                     else "it was not tried."), ""]
+        lines += write_rows(s["rows"])
+        lines += module_notes(s["rows"])
+        lines += figure(res, "partitioned")
+    return "\n".join(measured_in(lines, sc)).rstrip() + "\n"
 
 
 if __name__ == "__main__":

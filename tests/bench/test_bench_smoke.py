@@ -32,7 +32,7 @@ RUN = ROOT / "bench" / "run.py"
 ROWS = 20_000
 CONTENDERS = ("plain", "concurrent", "pg_index")
 SCENARIOS = ("write_availability", "long_build", "lock_queue", "drop_long_reader", "reporting_workload",
-             "status_scale", "polling")
+             "status_scale", "polling", "partitioned")
 TARGETS = {"pg_index_max_stall", "plain_ddl_stall", "pg_index_writes_vs_cic", "pg_index_wall_overhead",
            "status_scale", "polling_cost", "reporting_attempts", "reporting_build_time", "drop_long_reader"}
 REPORT_S = 1.0
@@ -90,7 +90,7 @@ def test_bench_harness_runs_on_a_tiny_table(db, tmp_path):
            "--baseline-s", "0.3", "--after-s", "0.3", "--hold-s", "2.5", "--lq-lead-s", "0.2",
            "--report-s", str(REPORT_S), "--report-every-s", "0.5",
            "--poll-interval-s", "0.2", "--poll-repeats", "1", "--status-targets", "1,2", "--status-repeats", "1",
-           "--contenders", ",".join(CONTENDERS), "--out-dir", str(tmp_path)]
+           "--partitions", "3", "--contenders", ",".join(CONTENDERS), "--out-dir", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -174,6 +174,19 @@ def test_bench_harness_runs_on_a_tiny_table(db, tmp_path):
     assert polling["runs"][1]["polls"] >= 1
     assert polling["build_ratio"] > 0
 
+    part = res["scenarios"]["partitioned"]
+    assert part["partitions"] == 3 and part["seed_s"] > 0
+    assert "partitioned" in part["concurrent_refused"], part  # PostgreSQL's own refusal of CIC on it
+    assert [(r["contender"], r["operation"]) for r in part["rows"]] == [("plain", "create"), ("pg_index", "create"),
+                                                                      ("pg_index", "drop")]
+    for row in part["rows"]:
+        assert_write_row(row)
+        assert row["heap_bytes_before"] > 0  # the partitions' heap, not the parent's zero
+    built = part["rows"][1]["module"]
+    assert built["action"] == "created" and sum("CONCURRENTLY" in s for s in built["sql"]) == 3, built
+    assert part["rows"][2]["module"]["action"] == "dropped"
+    assert db.fetchval("SELECT relkind FROM pg_catalog.pg_class WHERE relname = 'bench_orders'") in (None, "r")
+
     targets = {t["id"]: t for t in res["targets"]}
     assert set(targets) == TARGETS
     assert all(t["met"] in (True, False, None) for t in targets.values())
@@ -181,17 +194,19 @@ def test_bench_harness_runs_on_a_tiny_table(db, tmp_path):
 
     assert targets["reporting_attempts"]["met"] in (True, False) and targets["drop_long_reader"]["met"] in (True, False)
     stall_scenarios = set(targets["pg_index_max_stall"]["per_scenario"])
-    assert {"reporting workload, create: writers", "drop under a long reader: readers"} <= stall_scenarios
+    assert {"reporting workload, create: writers", "drop under a long reader: readers",
+            "partitioned, create: writers", "partitioned, drop: writers"} <= stall_scenarios
 
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in ("## Targets", "## Write availability (part 2)", "## Long build", "## Lock queue (part 3)",
                     "## Drop under a long reader (issue 9)", "## Reporting workload (issue 9)",
-                    "## Status scale (part 4)", "## Progress polling cost (part 5)"):
+                    "## Status scale (part 4)", "## Progress polling cost (part 5)",
+                    "## Write availability on a partitioned table (part 6)"):
         assert heading in report
 
     # One picture per scenario that measures latencies, a panel per run (write availability: the builds).
     panels = {"write_availability": len(CONTENDERS), "long_build": len(long_runs), "lock_queue": len(lq),
-              "drop_long_reader": len(dl), "reporting_workload": len(rw["rows"])}
+              "drop_long_reader": len(dl), "reporting_workload": len(rw["rows"]), "partitioned": len(part["rows"])}
     assert set(res["figures"]) == set(panels)
     for scenario, count in panels.items():
         figure = res["figures"][scenario]

@@ -325,6 +325,8 @@ def normalised_spec(document):
     index = document["index"]
     if document["action"] in ("create", "replace"):
         spec = asdict(build_spec(index))
+        if spec["constraint"] is None:  # so that the digests of changes without a constraint stay as they were
+            del spec["constraint"]
     else:
         name, schema, table = build_target(index)
         spec = {"name": name, "schema": schema, "table": table}

@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.helpers_catalog import index_row, snapshot, wait_until
 from tests.integration.test_busy import Writer, assert_no_write_stall
-from tests.pg_index_runner import run_pg_index
+from tests.pg_index_runner import run_module, run_pg_index
 
 Q = '"public"."t"'
 
@@ -302,3 +302,63 @@ def test_drop_constraint_waits_under_lock_timeout_and_says_who_blocks(db):
     assert "within lock_timeout 100ms in 2 attempts" in result["msg"]
     assert "SELECT count(*) FROM public.t" in result["msg"]
     assert constraint_of(db, "t_pkey") == ("p", False, False)
+
+
+# --------------------------------------------------------------------------- preflight
+
+def preflight(db, action="create", **index):
+    change = {"id": "t-pkey", "owner": "team-test", "reason": "TEST-2: a primary key for t", "action": action,
+              "index": index, "expected": {"valid": True}, "rollback": {"note": "Drop the constraint."}}
+    return run_module("pg_index_preflight", {**db.params, "change": change})
+
+
+def checks_of(result):
+    return {check["name"]: check for check in result["checks"]}
+
+
+def test_preflight_says_which_primary_key_columns_allow_null_and_the_path_it_takes(db):
+    make_table(db)
+    before = snapshot(db)
+    result = preflight(db, name="t_pkey", table="public.t", columns=["id"], constraint="primary_key")
+    assert result["go"] is True, result["reasons"]
+    detail = checks_of(result)["constraint"]["detail"]
+    assert detail.startswith("applying adds CONSTRAINT t_pkey PRIMARY KEY with ALTER TABLE ... ADD CONSTRAINT")
+    assert "column(s) id allow NULL: each is proven NOT NULL first without a scan under ACCESS EXCLUSIVE" in detail
+    assert "duplicates cannot be checked without scanning the table" in detail
+    assert checks_of(result)["index_name"]["detail"] == "no index public.t_pkey yet; applying builds it"
+    assert snapshot(db) == before
+
+
+def test_preflight_of_an_existing_unique_index_says_the_constraint_is_added_without_a_rebuild(db):
+    make_table(db, nullable=False)
+    db.execute("CREATE UNIQUE INDEX t_pkey ON public.t (id)")
+    result = preflight(db, name="t_pkey", table="public.t", columns=["id"], constraint="primary_key")
+    assert result["go"] is True, result["reasons"]
+    assert checks_of(result)["index_name"]["detail"] == (
+        "unique index public.t_pkey already exists without the constraint; applying adds the constraint to it "
+        "(no rebuild)")
+    detail = checks_of(result)["constraint"]["detail"]
+    assert "allow NULL" not in detail and "the unique index exists, so there are no duplicates" in detail
+
+
+def test_preflight_of_a_constraint_on_a_partitioned_table_is_a_nogo(db):
+    db.execute("CREATE TABLE public.p (id bigint, at date) PARTITION BY RANGE (at)")
+    result = preflight(db, name="p_pkey", table="public.p", columns=["id", "at"], constraint="primary_key")
+    assert not result.get("failed"), result.get("msg")
+    assert result["go"] is False
+    said = "public.p is a partitioned table; PostgreSQL does not support ADD CONSTRAINT ... USING INDEX on it"
+    assert checks_of(result)["constraint"] == {"name": "constraint", "ok": False, "detail": said}
+    assert checks_of(result)["index_name"]["detail"].startswith(said)
+
+
+def test_preflight_of_a_drop_names_the_foreign_keys_that_block_it(db):
+    make_table(db, nullable=False)
+    db.execute("ALTER TABLE public.t ADD CONSTRAINT t_pkey PRIMARY KEY (id)")
+    db.execute("CREATE TABLE public.orders (id int, t_id bigint CONSTRAINT orders_t_fk REFERENCES public.t (id))")
+    result = preflight(db, action="drop", name="t_pkey", table="public.t", drop_constraint=True)
+    assert result["go"] is False
+    assert checks_of(result)["index_exists"]["detail"] == (
+        "constraint t_pkey of index public.t_pkey cannot be dropped: foreign keys depend on it: orders_t_fk on "
+        "public.orders (drop those foreign keys first)")
+    db.execute("DROP TABLE public.orders")
+    assert preflight(db, action="drop", name="t_pkey", table="public.t", drop_constraint=True)["go"] is True

@@ -90,7 +90,8 @@ def test_every_refusal_code_and_every_action_has_a_case():
     states = ("present", "absent", "rebuilt", "constraint_present", "constraint_absent")
     expects = [case["expect"] for state in states for case in section(CASES, state)]
     codes = {plan.BEING_BUILT, plan.INVALID, plan.MISMATCH, plan.CONSTRAINT, plan.PARTITIONED, plan.MISSING,
-             constraints.CONSTRAINT_MISMATCH, constraints.FOREIGN_KEYS, constraints.PRIMARY_KEY_EXISTS}
+             constraints.CONSTRAINT_MISMATCH, constraints.FOREIGN_KEYS, constraints.PRIMARY_KEY_EXISTS,
+             constraints.PARTITIONED_TABLE}
     assert {expect["refusal"] for expect in expects if "refusal" in expect} == codes
     assert {expect["action"] for expect in expects if "action" in expect} == {
         "created", "none", "replaced", "repaired_invalid", "dropped", "rebuilt", constraints.ADDED}

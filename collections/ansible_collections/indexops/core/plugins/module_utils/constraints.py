@@ -38,6 +38,7 @@ ADDED = "constraint_added"  # the action of a run that added a constraint to an 
 CONSTRAINT_MISMATCH = "constraint_mismatch"  # the index backs a constraint other than the wanted one
 FOREIGN_KEYS = "foreign_keys"  # foreign keys depend on the constraint a drop would remove
 PRIMARY_KEY_EXISTS = "primary_key_exists"  # the table already has a primary key on another index
+PARTITIONED_TABLE = "constraint_partitioned"  # ADD CONSTRAINT ... USING INDEX is not supported on a partitioned table
 
 
 @dataclass
@@ -130,7 +131,7 @@ def recorded_definition(index_definition, backing):
 # --------------------------------------------------------------------------- refusals
 
 def partitioned(spec):
-    return planner.Refusal(planner.PARTITIONED, input_error(
+    return planner.Refusal(PARTITIONED_TABLE, input_error(
         f"{spec.schema}.{spec.table} is a partitioned table; PostgreSQL does not support "
         "ADD CONSTRAINT ... USING INDEX on it",
         "a constraint on a plain table; on a partitioned table add it per partition, or add it with "

@@ -108,6 +108,18 @@ def test_a_unique_index_without_the_constraint_gets_it_added_without_a_rebuild(d
     assert result["diff"]["after"].endswith("CONSTRAINT t_email_key UNIQUE DEFERRABLE INITIALLY DEFERRED\n")
 
 
+def test_adding_a_unique_constraint_to_an_existing_index_reads_no_row(db):
+    """ADD CONSTRAINT ... UNIQUE USING INDEX under ACCESS EXCLUSIVE is a catalog change: the table's
+    seq_scan counter does not move (the primary key test below shows the counter sees a scan)."""
+    make_table(db)
+    db.execute("CREATE UNIQUE INDEX t_email_key ON public.t (email)")
+    scans = seq_scans(db)
+    result = run_pg_index(db, name="t_email_key", table="t", columns=["email"], constraint="unique")
+    assert result["action"] == "constraint_added", result.get("msg")
+    assert seq_scans(db) == scans
+    assert constraint_of(db, "t_email_key") == ("u", False, False)
+
+
 def test_check_mode_lists_every_statement_and_changes_nothing(db):
     make_table(db)
     before = snapshot(db)
@@ -362,3 +374,17 @@ def test_preflight_of_a_drop_names_the_foreign_keys_that_block_it(db):
         "public.orders (drop those foreign keys first)")
     db.execute("DROP TABLE public.orders")
     assert preflight(db, action="drop", name="t_pkey", table="public.t", drop_constraint=True)["go"] is True
+
+
+def test_the_ledger_keeps_the_index_definition_after_and_the_constraint_it_backs(db):
+    make_table(db)
+    ledger = {"change_id": "pk", "spec_digest": "0" * 64, "kind": "apply", "environment": "staging",
+              "owner": "team-db", "rollback_note": "drop it", "operator": "tester"}
+    result = pk(db, ledger=ledger)
+    assert result["action"] == "created", result.get("msg")
+    row = db.fetchone("SELECT state, definition_after, observed -> 'constraint' FROM indexops.jobs "
+                      "WHERE change_id = 'pk'")
+    assert row[0] == "succeeded"
+    assert row[1] == db.fetchval("SELECT pg_get_indexdef('public.t_pkey'::regclass)")  # what status compares
+    assert row[2] == {"name": "t_pkey", "type": "PRIMARY KEY", "deferrable": False, "initially_deferred": False,
+                      "definition": "PRIMARY KEY (id)"}

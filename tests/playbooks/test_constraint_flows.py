@@ -59,3 +59,16 @@ def test_rollback_of_a_constraint_drop_recreates_the_primary_key_from_the_ledger
     assert constraint(flows.db, "orders_pkey") == before
     jobs = flows.ledger("orders-drop-pkey")
     assert [(job["kind"], job["action"]) for job in jobs] == [("apply", "dropped"), ("rollback", "created")]
+
+
+def test_check_mode_on_a_unique_index_without_the_constraint_says_only_the_constraint_is_added(flows):  # noqa: F811
+    flows.db.execute("CREATE UNIQUE INDEX orders_customer_id_id_key ON public.orders (customer_id, id)")
+
+    run = flows.run("apply", change=CHANGE, check=True)
+
+    ok(run)
+    assert "pgtest: would add the constraint to the existing index (no rebuild); nothing ran" in run.stdout, \
+        run.describe()
+    assert ('would run: ALTER TABLE "public"."orders" ADD CONSTRAINT "orders_customer_id_id_key" UNIQUE USING INDEX '
+            '"orders_customer_id_id_key"') in run.stdout
+    assert constraint(flows.db, INDEX) is None

@@ -53,6 +53,11 @@ def constraint_spec(params, columns, method, where):
         raise input_error(f"constraint {kind} was given an index with {', '.join(unfit)}",
                           "a btree index on plain columns in default order, without where, for a constraint "
                           "(PostgreSQL's ADD CONSTRAINT ... USING INDEX takes no other)")
+    checks = [check_name(col.name) for col in columns]
+    if len(set(checks)) < len(checks):  # two long names that share their first 51 bytes
+        raise input_error("two key columns share the first bytes that name their temporary NOT NULL checks "
+                          f"({CHECK_SUFFIX})", "key column names that differ within their first "
+                          f"{NAMEDATALEN - len(CHECK_SUFFIX)} bytes, for a constraint")
     return Constraint(kind, deferrable, initially_deferred)
 
 

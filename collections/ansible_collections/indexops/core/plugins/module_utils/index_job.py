@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+import psycopg2
+
 from ansible_collections.indexops.core.plugins.module_utils import constraint_catalog, constraints, expectations
 from ansible_collections.indexops.core.plugins.module_utils import plan as planner
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
@@ -136,8 +138,7 @@ class IndexJob:
         unmet = [item for item in result["expectations"] if not item["met"]]
         self.journal.finish(state="failed" if unmet else "succeeded", action=plan.action,
                             last_error="; ".join(item["message"] for item in unmet) or None,
-                            definition_after=constraints.recorded_definition(result["definition"], self.backing),
-                            observed=observed(result))
+                            definition_after=result["definition"], observed=observed(result))
         result["rolled_back_jobs"] = [] if unmet else self.journal.close_rolled_back()
         session.release()
         if unmet:
@@ -178,14 +179,14 @@ class IndexJob:
     def undo_checks(self, done, schema, exc):
         """Drop the NOT NULL checks of a failed run (constraints.undo_steps); the error says what happened."""
         for step in constraints.undo_steps(done):
-            step.text = step.statement.as_string(self.session.conn)
             name = step.check[2]
             try:
+                step.text = step.statement.as_string(self.session.conn)
                 self.steps.run_step(step, schema)
                 note = f"The NOT NULL check {name} this run added was dropped again."
-            except IndexOpsError as undo_exc:
-                note = (f"The NOT NULL check {name} this run added could not be dropped ({undo_exc.what}); it rejects "
-                        f"NULLs in new rows until it is: running again finishes the change, or run `{step.text}`.")
+            except (IndexOpsError, psycopg2.Error) as undo_exc:  # the first failure is the one to report
+                note = (f"The NOT NULL check {name} this run added could not be dropped ({undo_exc}); it rejects "
+                        f"NULLs in new rows until it is: running again finishes the change, or drop it by hand.")
             if isinstance(exc, IndexOpsError):
                 exc.hint = f"{exc.hint} {note}"
 

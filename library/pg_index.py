@@ -192,11 +192,57 @@ options:
     description: Run C(ANALYZE) on the table after building (useful for expression indexes).
     type: bool
     default: false
+  constraint:
+    description:
+      - Make the index back a V(unique) or V(primary_key) constraint. The index is built as a UNIQUE
+        index exactly as without it (concurrently, with the same retries, cleanup and waits), then
+        C(ALTER TABLE ... ADD CONSTRAINT <name> UNIQUE | PRIMARY KEY USING INDEX <name>) runs under
+        O(lock_timeout) with retries. A valid unique index that exists without the constraint gets
+        the constraint added (RV(action=constraint_added)), never rebuilt.
+      - The constraint has the index's name (O(name)). PostgreSQL keeps a UNIQUE or PRIMARY KEY
+        constraint and its index under one name (C(USING INDEX) renames the index to the constraint,
+        and renaming either renames the other), so there is no separate constraint name.
+      - Implies O(unique). The index must be a btree on plain columns in default order, without
+        O(where), because C(ADD CONSTRAINT ... USING INDEX) takes no other.
+      - V(primary_key) on columns that allow NULL never scans the table under ACCESS EXCLUSIVE. Per
+        column it adds C(CHECK (col IS NOT NULL) NOT VALID) named C(<col>_indexops_nn), validates it
+        (a scan under SHARE UPDATE EXCLUSIVE, so reads and writes go on), runs C(SET NOT NULL) (which
+        skips its scan because the valid check proves it) and drops the check. A run stopped after
+        any step is finished by the next one; NULLs in a column fail the validation and change
+        nothing else. Rollback leaves the columns NOT NULL.
+      - Refused on a partitioned table (PostgreSQL does not support C(ADD CONSTRAINT ... USING INDEX)
+        there), and when the index already backs another kind of constraint (RV(msg) shows both).
+    type: str
+    choices: [unique, primary_key]
+  deferrable:
+    description: The constraint is C(DEFERRABLE). Compared like the kind; it cannot be changed in place.
+    type: bool
+    default: false
+  initially_deferred:
+    description: The constraint is C(DEFERRABLE INITIALLY DEFERRED); needs O(deferrable).
+    type: bool
+    default: false
+  drop_constraint:
+    description:
+      - With O(state=absent), an index that backs a UNIQUE or PRIMARY KEY constraint is dropped by
+        C(ALTER TABLE ... DROP CONSTRAINT IF EXISTS) (which drops its index) under O(lock_timeout)
+        with retries. It takes ACCESS EXCLUSIVE on the table briefly; no data is scanned.
+      - Refused while foreign keys reference the constraint; the error names each (constraint and
+        table). EXCLUDE constraints are never dropped.
+      - Without it, such an index is refused as before, and the refusal says to set it.
+      - The ledger keeps the index's definition followed by the C(ALTER TABLE ... ADD CONSTRAINT ...
+        USING INDEX) statement, so that a rollback recreates both.
+    type: bool
+    default: false
   definition:
     description:
       - A whole C(CREATE INDEX) statement as C(pg_get_indexdef) prints it, instead of O(columns),
         O(include), O(where), O(method), O(unique), O(nulls_not_distinct), O(storage) and
         O(tablespace). Used to recreate a dropped index exactly from the ledger.
+      - It may be followed by C(; ALTER TABLE <its table> ADD CONSTRAINT <its name> UNIQUE | PRIMARY KEY
+        USING INDEX <its name> [DEFERRABLE [INITIALLY DEFERRED]]), as the ledger records an index that
+        backs a constraint; that sets O(constraint), O(deferrable) and O(initially_deferred). No other
+        second statement is accepted.
       - It is parsed with pglast and turned into those options, so it passes the same validation;
         the statement that runs is composed anew (and CONCURRENTLY).
     type: str
@@ -228,6 +274,11 @@ notes:
     take SHARE UPDATE EXCLUSIVE on the table, which does not block reads or writes. Their
     non-concurrent forms take SHARE (blocks writes for the whole build) or ACCESS EXCLUSIVE
     (blocks everything). C(ALTER INDEX RENAME) takes SHARE UPDATE EXCLUSIVE.
+  - Locks taken for a constraint (O(constraint), O(drop_constraint)), each statement under
+    O(lock_timeout) with retries. C(ADD CONSTRAINT ... USING INDEX), C(ADD CONSTRAINT ... CHECK ...
+    NOT VALID), C(ALTER COLUMN ... SET NOT NULL) (after a valid check, without a scan) and C(DROP CONSTRAINT)
+    take ACCESS EXCLUSIVE on the table for a catalog change only. C(VALIDATE CONSTRAINT) scans the
+    table under SHARE UPDATE EXCLUSIVE, which blocks no reads or writes.
   - Two waits, bounded apart. A wait for a relation lock (the table's or an index's), which other
     sessions queue behind, is cut at O(lock_timeout) and retried. A concurrent statement's wait for
     other transactions to finish (a C(virtualxid) or C(transactionid) lock in C(pg_locks)) is reported
@@ -285,6 +336,7 @@ notes:
     PARTITION OF) builds it, non-concurrently, on the new and usually empty table).
   - With O(concurrently=false) a partitioned table is indexed by one plain C(CREATE INDEX) on the parent,
     which blocks writes to every partition for the whole build.
+  - O(constraint) is refused on a partitioned table (PostgreSQL has no C(ADD CONSTRAINT ... USING INDEX) there).
 requirements:
   - psycopg2 (or psycopg2-binary)
   - pglast
@@ -340,6 +392,29 @@ EXAMPLES = r"""
     name: orders_customer_id_idx
     state: rebuilt
 
+- name: Make orders.order_ref a UNIQUE constraint, its index built concurrently first
+  pg_index:
+    db: shop
+    name: orders_order_ref_key
+    table: orders
+    columns: [order_ref]
+    constraint: unique
+
+- name: Add a primary key on a column that allows NULL, without a scan under ACCESS EXCLUSIVE
+  pg_index:
+    db: shop
+    name: events_pkey
+    table: events
+    columns: [id]
+    constraint: primary_key
+
+- name: Drop a UNIQUE constraint and its index (refused while foreign keys reference it)
+  pg_index:
+    db: shop
+    name: orders_order_ref_key
+    state: absent
+    drop_constraint: true
+
 - name: Drop an index without queueing behind long queries
   pg_index:
     db: shop
@@ -357,7 +432,7 @@ action:
   returned: always
   type: str
   sample: created
-  choices: [created, dropped, rebuilt, repaired_invalid, replaced, none]
+  choices: [created, dropped, rebuilt, repaired_invalid, replaced, constraint_added, none]
 sql:
   description:
     - The DDL statements in order; in check mode, the statements that would run.
@@ -400,9 +475,33 @@ txn_wait_s:
   returned: always
   type: float
 definition_before:
-  description: C(pg_get_indexdef) before the run; empty when there was no index.
+  description:
+    - C(pg_get_indexdef) before the run; empty when there was no index.
+    - For an index that backs a UNIQUE or PRIMARY KEY constraint, followed by C(; ALTER TABLE ... ADD
+      CONSTRAINT ... USING INDEX ...), which O(definition) takes back.
   returned: always
   type: str
+constraint:
+  description: The constraint the index backs afterwards (in check mode, now); null when none.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: The constraint's name (the index's).
+      type: str
+    type:
+      description: C(PRIMARY KEY), C(UNIQUE) or C(EXCLUDE).
+      type: str
+    deferrable:
+      description: Whether it is deferrable.
+      type: bool
+    initially_deferred:
+      description: Whether it is initially deferred.
+      type: bool
+    definition:
+      description: C(pg_get_constraintdef) of the constraint.
+      type: str
+      sample: PRIMARY KEY (id)
 rolled_back_jobs:
   description:
     - For a successful run with O(ledger.kind=rollback), the ledger job ids of the change's earlier
@@ -497,7 +596,8 @@ if HAS_PSYCOPG2 and HAS_PGLAST:
     )
 
 # Options a whole `definition` replaces.
-DEFINITION_OPTIONS = ("columns", "include", "where", "method", "unique", "nulls_not_distinct", "storage", "tablespace")
+DEFINITION_OPTIONS = ("columns", "include", "where", "method", "unique", "nulls_not_distinct", "storage", "tablespace",
+                      "constraint")
 
 
 def argument_spec():
@@ -530,6 +630,10 @@ def argument_spec():
         maintenance_work_mem={"type": "str"},
         max_parallel_maintenance_workers={"type": "int"},
         analyze={"type": "bool", "default": False},
+        constraint={"type": "str", "choices": ["unique", "primary_key"]},
+        deferrable={"type": "bool", "default": False},
+        initially_deferred={"type": "bool", "default": False},
+        drop_constraint={"type": "bool", "default": False},
         definition={"type": "str"},
         expected={"type": "dict"},
         ledger={"type": "dict"},
@@ -582,8 +686,10 @@ def run(module):
             spec = build_spec(params)
             return guarded(job, spec.schema, spec.name, lambda: job.state_present(spec))
         name, schema, table = build_target(params)
-        handler = job.state_absent if params["state"] == "absent" else job.state_rebuilt
-        return guarded(job, schema, name, lambda: handler(name, schema, table))
+        if params["state"] == "absent":
+            return guarded(job, schema, name,
+                           lambda: job.state_absent(name, schema, table, drop_constraint=params["drop_constraint"]))
+        return guarded(job, schema, name, lambda: job.state_rebuilt(name, schema, table))
     finally:
         job.close()
 

@@ -19,6 +19,12 @@ description:
   - For V(drop) and V(rebuild), C(index_exists) takes the place of C(table_exists), C(columns_exist),
     C(index_name) and C(equivalent_index). Dropping an index that is already gone is a go (applying
     changes nothing); rebuilding one that does not exist is not.
+  - A change whose index has a C(constraint) gets one more check, C(constraint), last. It says the
+    C(ALTER TABLE ... ADD CONSTRAINT ... USING INDEX) applying will run, which primary key columns allow
+    NULL (and that they are proven NOT NULL by a validated NOT VALID check, without a scan under ACCESS
+    EXCLUSIVE), and whether duplicates are known to be absent; it fails on a partitioned table. For a
+    V(drop) with C(drop_constraint), C(index_exists) fails while foreign keys reference the constraint
+    and names them.
   - "C(privileges): the role owns the table, is a member of the owning role, or is a superuser
     (on PostgreSQL 17+ the MAINTAIN privilege is enough for V(rebuild)); it has USAGE on the schema,
     TEMPORARY on the database (for the definition check), CREATE on the change's tablespace if one is

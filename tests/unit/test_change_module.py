@@ -18,6 +18,22 @@ RESULT_KEYS = {"id", "digest", "action", "database", "owner", "reason", "rollbac
                "apply_args", "inverse_args", "changed"}
 
 EXAMPLES = {
+    "order-events-order-id": {
+        "owner": "team-fulfilment",
+        "apply_args": {
+            "name": "order_events_order_id_idx",
+            "table": "public.order_events",
+            "columns": ["order_id", {"name": "created_at", "order": "desc"}],
+            "state": "present",
+            "on_mismatch": "fail",
+            "expected": {
+                "valid": True,
+                "plan_uses_index": "SELECT kind, created_at FROM order_events WHERE order_id = 42 "
+                                   "ORDER BY created_at DESC",
+            },
+        },
+        "inverse_args": {"name": "order_events_order_id_idx", "table": "public.order_events", "state": "absent"},
+    },
     "orders-customer-created": {
         "owner": "team-checkout",
         "apply_args": {
@@ -32,6 +48,24 @@ EXAMPLES = {
             },
         },
         "inverse_args": {"name": "orders_customer_created_idx", "table": "public.orders", "state": "absent"},
+    },
+    "orders-customer-order-key": {
+        "owner": "team-checkout",
+        "note": "Dropping the constraint also drops its index.",
+        "apply_args": {
+            "name": "orders_customer_id_id_key",
+            "table": "public.orders",
+            "columns": ["customer_id", "id"],
+            "constraint": "unique",
+            "state": "present",
+            "on_mismatch": "fail",
+            "expected": {
+                "valid": True, "max_duration": "10min", "max_size": "500MB",
+                "plan_uses_index": "SELECT id FROM orders WHERE customer_id = 42 ORDER BY id",
+            },
+        },
+        "inverse_args": {"name": "orders_customer_id_id_key", "table": "public.orders", "state": "absent",
+                         "drop_constraint": True},
     },
     "orders-open-email": {
         "owner": "team-support",
@@ -71,7 +105,7 @@ def test_example_change(change_id):
     assert result["database"] is None
     assert result["owner"] == want["owner"]
     assert result["reason"].startswith("OPS-")
-    assert result["rollback_note"].startswith("Dropping the index is safe at any time")
+    assert result["rollback_note"].startswith(want.get("note", "Dropping the index is safe at any time"))
     assert result["apply_args"] == want["apply_args"]
     assert result["inverse_args"] == want["inverse_args"]
     assert result["expected"] == want["apply_args"]["expected"]

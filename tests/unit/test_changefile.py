@@ -103,8 +103,10 @@ def test_every_field_says_what_is_expected(field, sub):
 # --------------------------------------------------------------------------- the example change files
 
 
-def test_there_are_two_example_changes():
-    assert [path.name for path in EXAMPLES] == ["orders-customer-created.yml", "orders-open-email.yml"]
+def test_there_are_the_example_changes():
+    assert [path.name for path in EXAMPLES] == ["order-events-order-id.yml", "orders-customer-created.yml",
+                                                "orders-customer-order-key.yml",
+                                                "orders-open-email.yml"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
@@ -112,7 +114,7 @@ def test_example_change_is_valid(path):
     document = changefile.load_change_file(str(path))
     jsonschema.validate(document, changefile.CHANGE_SCHEMA)  # what an editor using the schema file sees
     normalised = changefile.validate_change(document, str(path), changefile.change_file_id(str(path)))
-    assert normalised["index"]["schema"] == "public" and normalised["index"]["table"] == "orders"
+    assert normalised["index"]["schema"] == "public" and normalised["index"]["table"] in ("orders", "order_events")
     assert document["expected"]["valid"] is True
     assert document["expected"]["plan_uses_index"].startswith("SELECT")
     assert document["rollback"]["note"].strip()
@@ -255,6 +257,14 @@ def test_digest_of_example_survives_reformatting(tmp_path):
         rewritten = yaml.safe_dump(document, sort_keys=True, default_flow_style=True, width=10_000)
         assert "#" not in rewritten
         assert digest_of(rewritten, tmp_path, "rewritten") == original
+
+
+def test_a_change_without_a_constraint_keeps_the_digest_it_had_before_constraints_existed():
+    """Rehearsals are found by digest: adding the constraint options must not invalidate old ones.
+    The value is the digest of changes/orders-customer-created.yml computed before constraint support."""
+    document = changefile.load_change_file(str(ROOT / "changes" / "orders-customer-created.yml"))
+    assert changefile.digest(changefile.validate_change(document)) == (
+        "d2eb664bb81b1820e12da274ab4394b964af6988c1b364201536e3f6c9762378")
 
 
 def test_digest_is_sha256_of_canonical_json():

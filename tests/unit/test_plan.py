@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.indexops.core.plugins.module_utils import names, partitions, plan
+from ansible_collections.indexops.core.plugins.module_utils import constraints, names, partitions, plan
 from ansible_collections.indexops.core.plugins.module_utils.safety import Safety
 from ansible_collections.indexops.core.plugins.module_utils.spec import build_spec
 from tests.unit.casefiles import cases
@@ -141,19 +141,48 @@ def test_a_partition_index_name_fits_in_63_bytes_and_long_names_stay_apart():
     assert first != second
     wide = names.partition_index_name("é" * 30, "ö" * 30)
     assert len(wide.encode()) <= 63 and wide.encode().decode() == wide
+@pytest.mark.parametrize("case", cases(CASES, "constraint_present"))
+def test_constraint_present(case):
+    """constraints.plan_present on top of plan.plan_present's outcome for the same facts."""
+    spec = build_spec(case["spec"])
+    facts = plan.PresentFacts(spec=spec, wanted=case["wanted"], table_oid=TABLE_OID,
+                              existing=index(case.get("existing"), spec.name))
+    safety = Safety(**case.get("safety", {}))
+    found = constraints.ConstraintFacts(**case.get("found", {}))
+    decided(constraints.plan_present(plan.plan_present(facts, safety), facts, found, safety), case["expect"])
+
+
+@pytest.mark.parametrize("case", cases(CASES, "constraint_absent"))
+def test_constraint_absent(case):
+    facts = plan.ExistingFacts("public", "t_a_idx", index(case.get("existing")))
+    found = constraints.ConstraintFacts(**case.get("found", {}))
+    decided(constraints.plan_absent(facts, found, Safety(**case.get("safety", {})), case["drop"]), case["expect"])
 
 
 def test_every_refusal_code_and_every_action_has_a_case():
-    """The table covers each way plan.py can decide (a new branch needs a case)."""
+    """The table covers each way plan.py and constraints.py can decide (a new branch needs a case)."""
     from tests.unit.casefiles import section
-    expects = [case["expect"] for state in ("present", "absent", "rebuilt") for case in section(CASES, state)]
-    expects += [case["expect"] for case in section(CASES, "partitioned")]
+    states = ("present", "absent", "rebuilt", "constraint_present", "constraint_absent", "partitioned",
+              "partitioned_rebuilt")
+    expects = [case["expect"] for state in states for case in section(CASES, state)]
     codes = {plan.BEING_BUILT, plan.INVALID, plan.MISMATCH, plan.CONSTRAINT, plan.REPLACE_PARTITIONED, plan.MISSING,
              partitions.PARTITION_KEY, partitions.PARTITION_OWNER, partitions.PARTITION_FOREIGN,
-             partitions.PARTITION_NAME, partitions.PARTITION_ATTACHED_INVALID}
+             partitions.PARTITION_NAME, partitions.PARTITION_ATTACHED_INVALID,
+             constraints.CONSTRAINT_MISMATCH, constraints.FOREIGN_KEYS, constraints.PRIMARY_KEY_EXISTS,
+             constraints.PARTITIONED_TABLE}
     assert {expect["refusal"] for expect in expects if "refusal" in expect} == codes
     assert {expect["action"] for expect in expects if "action" in expect} == {
-        "created", "none", "replaced", "repaired_invalid", "dropped", "rebuilt"}
+        "created", "none", "replaced", "repaired_invalid", "dropped", "rebuilt", constraints.ADDED}
+
+
+def test_undo_drops_only_the_checks_a_failed_run_added_and_did_not_drop():
+    """After a failure, the NOT NULL checks still in place (added by this run's finished steps) are dropped."""
+    spec = build_spec({"name": "t_pkey", "table": "t", "columns": ["a", "b"], "constraint": "primary_key"})
+    steps = constraints.constraint_steps(spec, constraints.ConstraintFacts(not_null={"a": False, "b": False}))
+    a_done, b_added = steps[:4], steps[4:5]  # a: added, validated, set, dropped; b: added
+    assert [render(step.statement) for step in constraints.undo_steps(a_done + b_added)] == [
+        'ALTER TABLE "public"."t" DROP CONSTRAINT IF EXISTS "b_indexops_nn"']
+    assert constraints.undo_steps(a_done) == []
 
 
 def test_a_replacement_name_fits_in_63_bytes_on_a_character_boundary():

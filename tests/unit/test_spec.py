@@ -180,6 +180,24 @@ def test_definition_round_trip_recreates_the_same_index(case):
                                                         original.idxname)
 
 
+@pytest.mark.parametrize("kind", ["unique", "primary_key"])
+@pytest.mark.parametrize("timing", [{}, {"deferrable": True}, {"deferrable": True, "initially_deferred": True}])
+def test_a_recorded_constraint_definition_gives_back_the_constraint_options(kind, timing):
+    """What the ledger records of an index that backs a constraint (constraints.recorded_definition)
+    reads back into the same constraint options, and they build the same spec."""
+    from ansible_collections.indexops.core.plugins.module_utils import constraints
+
+    wanted = spec_mod.build_spec({"name": "t_key", "table": "public.t", "columns": ["a"], "constraint": kind,
+                                  **timing})
+    statement = render_sql(constraints.add_constraint("public", "t", "t_key", kind, **timing))
+    text = constraints.recorded_definition("CREATE UNIQUE INDEX t_key ON public.t USING btree (a)",
+                                           {"statement": statement})
+    params = spec_mod.params_from_definition(text)
+    assert (params["constraint"], params["deferrable"], params["initially_deferred"]) == (
+        kind, timing.get("deferrable", False), timing.get("initially_deferred", False))
+    assert spec_mod.build_spec(params) == wanted
+
+
 @pytest.mark.parametrize("case", section(CASES, "definitions")["bad"], ids=lambda case: case["id"])
 def test_params_from_definition_rejects(case):
     if "build_error" in case:

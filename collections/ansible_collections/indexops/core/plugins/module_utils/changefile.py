@@ -71,7 +71,8 @@ CHANGE_SCHEMA = {
             "additionalProperties": False,
             "required": ["name"],
             "description": ("the pg_index spec: name, table, columns and optionally schema, include, where, "
-                            "method, unique, nulls_not_distinct, storage, tablespace"),
+                            "method, unique, nulls_not_distinct, storage, tablespace, constraint, deferrable, "
+                            "initially_deferred, drop_constraint"),
             "properties": {
                 "name": {"type": "string", "minLength": 1, "description": "the index name, at most 63 bytes"},
                 "table": {"type": "string", "minLength": 1,
@@ -93,6 +94,15 @@ CHANGE_SCHEMA = {
                                                      "description": "a number, a word, or true/false"},
                             "description": "storage parameters as name: value, e.g. {fillfactor: 90}"},
                 "tablespace": {"type": "string", "description": "a tablespace name"},
+                "constraint": {"enum": ["unique", "primary_key"],
+                               "description": ("unique or primary_key: the index (create, replace) then backs that "
+                                               "constraint, under the index's name")},
+                "deferrable": {"type": "boolean", "description": "true or false (needs constraint)"},
+                "initially_deferred": {"type": "boolean",
+                                       "description": "true or false (needs constraint and deferrable)"},
+                "drop_constraint": {"type": "boolean",
+                                    "description": ("true or false: for drop, drop the UNIQUE or PRIMARY KEY "
+                                                    "constraint the index backs, and so the index")},
             },
         },
         "expected": {
@@ -325,9 +335,13 @@ def normalised_spec(document):
     index = document["index"]
     if document["action"] in ("create", "replace"):
         spec = asdict(build_spec(index))
+        if spec["constraint"] is None:  # so that the digests of changes without a constraint stay as they were
+            del spec["constraint"]
     else:
         name, schema, table = build_target(index)
         spec = {"name": name, "schema": schema, "table": table}
+        if document["action"] == "drop" and index.get("drop_constraint"):  # absent: digests stay as they were
+            spec["drop_constraint"] = True
     return {"action": document["action"], "database": document.get("database"), "index": spec}
 
 
@@ -343,7 +357,7 @@ def pg_index_args(document):
     return {
         "create": {**index, "state": "present", "on_mismatch": "fail"},
         "replace": {**index, "state": "present", "on_mismatch": "replace"},
-        "drop": {**_locator(index), "state": "absent"},
+        "drop": {**_locator(index), "state": "absent", **_drop_constraint(index)},
         "rebuild": {**_locator(index), "state": "rebuilt"},
     }[document["action"]]
 
@@ -351,17 +365,24 @@ def pg_index_args(document):
 def inverse_args(document, definition_before=None):
     """The pg_index options that undo the change, or None when there is nothing to undo.
 
-    create -> drop concurrently; drop and replace -> recreate the definition recorded in the ledger
-    before the change; rebuild changes no definition, so it has no inverse.
+    create -> drop concurrently (with a constraint: drop the constraint, which drops its index); drop
+    and replace -> recreate the definition recorded in the ledger before the change (with the
+    constraint it backed: constraints.recorded_definition); rebuild changes no definition, so it has no
+    inverse.
     """
     action = document["action"]
     if action == "create":
-        return {**_locator(document["index"]), "state": "absent"}
+        index = document["index"]
+        return {**_locator(index), "state": "absent", **({"drop_constraint": True} if index.get("constraint") else {})}
     if action in ("drop", "replace"):
         if not definition_before:
             return None
         return {"definition": definition_before, "state": "present", "on_mismatch": "replace"}
     return None
+
+
+def _drop_constraint(index):
+    return {"drop_constraint": True} if index.get("drop_constraint") else {}
 
 
 def _locator(index):

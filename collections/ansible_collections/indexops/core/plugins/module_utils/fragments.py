@@ -112,13 +112,22 @@ def index_statement(text):
         statements = parse_sql(text)
     except ParseError as exc:
         raise input_error(f"definition is not valid SQL ({exc})", expected) from None
-    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.IndexStmt):
+    # A second statement may only be the ALTER TABLE ... ADD CONSTRAINT ... USING INDEX the ledger records
+    # after an index that backs a constraint (constraint_spec.definition_constraint checks what it says).
+    constraint = len(statements) == 2 and isinstance(statements[1].stmt, ast.AlterTableStmt)
+    if len(statements) != 1 + constraint or not isinstance(statements[0].stmt, ast.IndexStmt):
         raise input_error(f"definition {text!r} is not a single CREATE INDEX statement", expected)
     stmt = statements[0].stmt
     if any(getattr(elem, "opclassopts", None) for elem in stmt.indexParams):
         raise input_error("definition uses operator class parameters, which pg_index does not support",
                           "operator classes without parameters")
     return stmt
+
+
+def constraint_statement(text):
+    """The ALTER TABLE after the CREATE INDEX of a definition that index_statement accepted, or None."""
+    statements = parse_sql(text)
+    return statements[1].stmt if len(statements) == 2 else None
 
 
 def select_statement(text, schema=None):

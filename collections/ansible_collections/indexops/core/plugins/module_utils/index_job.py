@@ -12,7 +12,7 @@ import time
 
 import psycopg2
 
-from ansible_collections.indexops.core.plugins.module_utils import expectations
+from ansible_collections.indexops.core.plugins.module_utils import constraint_catalog, constraints, expectations
 from ansible_collections.indexops.core.plugins.module_utils import plan as planner
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 from ansible_collections.indexops.core.plugins.module_utils.journal import Journal, observed
@@ -37,6 +37,8 @@ class IndexJob:
         self.steps = StepRunner(self.session, on_reconnect=self.journal.follow_session,
                                 on_attempt=self.journal.note_attempt, on_partition=self.journal.note_partition)
         self.started = time.monotonic()
+        self.backing = None  # the constraint the index backs after the run (constraint_catalog.backing)
+        self.spec = None  # the spec of state present: its constraint is checked after the run
 
     # ----------------------------------------------------------------- entry points per state
     def state_present(self, spec):
@@ -45,18 +47,36 @@ class IndexJob:
         session.require_columns(spec.referenced_columns)
         session.lock_table()
         wanted = session.canonical_definition(spec)
-        plan = self.decide(lambda: planner.plan_present(session.present_facts(spec, wanted), self.safety))
+        self.spec = spec
+        plan = self.decide(lambda: self.present_plan(spec, wanted))
         return self.finish(plan, spec.schema, spec.name)
 
-    def state_absent(self, name, schema, table):
+    def present_plan(self, spec, wanted):
+        """plan.py's plan for the index, then constraints.py's for a wanted constraint on it."""
+        facts = self.session.present_facts(spec, wanted)
+        outcome = planner.plan_present(facts, self.safety)
+        if spec.constraint is None:
+            return outcome
+        found = constraint_catalog.read(self.session.conn, self.session.table_row,
+                                        facts.existing.row if facts.existing else None, constraints.key_columns(spec))
+        return constraints.plan_present(outcome, facts, found, self.safety)
+
+    def state_absent(self, name, schema, table, drop_constraint=False):
         session = self.open()
         existing = session.existing_index(schema, name, table=table)
         if existing is None:
             return self.finish(Plan("none"), schema, name)
         session.table_row = session.require_table(existing["table_schema"], existing["table"])
         session.lock_table()
-        plan = self.decide(lambda: planner.plan_absent(session.existing_facts(schema, name, table), self.safety))
+        plan = self.decide(lambda: self.absent_plan(schema, name, table, drop_constraint))
         return self.finish(plan, schema, name)
+
+    def absent_plan(self, schema, name, table, drop_constraint):
+        """An index that backs a constraint is constraints.py's to drop; any other, plan.py's."""
+        facts = self.session.existing_facts(schema, name, table)
+        found = constraint_catalog.read(self.session.conn, self.session.table_row,
+                                        facts.existing.row if facts.existing else None)
+        return constraints.plan_absent(facts, found, self.safety, drop_constraint)
 
     def state_rebuilt(self, name, schema, table):
         session = self.open()
@@ -94,18 +114,22 @@ class IndexJob:
         for step, text in zip(plan.steps, sql_text, strict=True):
             step.text = text
         if self.check_mode:
-            return self.result(plan, schema, name, sql_text, session.existing_index(schema, name))
+            final = session.existing_index(schema, name)
+            return self.with_constraint(self.result(plan, schema, name, sql_text, final), final)
         self.journal.start(plan, schema, name)
+        done = []
         try:
             for step in plan.steps:
                 self.steps.run_step(step, schema)
+                done.append(step)
             final = session.existing_index(schema, name)
             if plan.steps and plan.action != "dropped" and not (final and final["valid"]):
                 raise IndexOpsError(f"index {schema}.{name} is not valid after {plan.action}",
                                     expected="a valid index", hint="Run pg_index_status and the cleanup playbook.")
-            result = self.result(plan, schema, name, sql_text, final)
+            result = self.with_constraint(self.result(plan, schema, name, sql_text, final), final, verify=True)
             result["expectations"] = expectations.check(session.conn, self.expected, result, schema, name)
         except Exception as exc:
+            self.undo_checks(done, schema, exc)
             self.journal.failed(plan.action, exc, {"txn_wait_s": round(self.steps.transactions_waited_s, 3),
                                                    "lock_wait_s": round(session.counter.lock_wait_s, 3)})
             if isinstance(exc, IndexOpsError):
@@ -168,6 +192,30 @@ class IndexJob:
             return ""
         return (f"The partitioned index {schema}.{name} is left INVALID with the partitions finished so far "
                 "attached: running again finishes it without building those again; state: absent drops it.")
+
+    def undo_checks(self, done, schema, exc):
+        """Drop the NOT NULL checks of a failed run (constraints.undo_steps); the error says what happened."""
+        for step in constraints.undo_steps(done):
+            name = step.check[2]
+            try:
+                step.text = step.statement.as_string(self.session.conn)
+                self.steps.run_step(step, schema)
+                note = f"The NOT NULL check {name} this run added was dropped again."
+            except (IndexOpsError, psycopg2.Error) as undo_exc:  # the first failure is the one to report
+                note = (f"The NOT NULL check {name} this run added could not be dropped ({undo_exc}); it rejects "
+                        f"NULLs in new rows until it is: running again finishes the change, or drop it by hand.")
+            if isinstance(exc, IndexOpsError):
+                exc.hint = f"{exc.hint} {note}"
+
+    def with_constraint(self, result, final, verify=False):
+        """The ``constraint`` the index backs afterwards, in the result; with ``verify``, the wanted one."""
+        self.backing = constraint_catalog.backing(self.session.conn, final)
+        result["constraint"] = constraints.result_of(self.backing)
+        unmet = constraints.unmet(self.spec, self.backing) if verify and self.spec and final else None
+        if unmet:
+            raise IndexOpsError(unmet, expected="the wanted constraint after the run",
+                                hint="Run pg_index_status; running again adds what is missing.")
+        return result
 
     def measured_so_far(self):
         """What a failed run did, for its result: the statements tried and the waits, so that a report

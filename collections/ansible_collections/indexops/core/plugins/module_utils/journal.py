@@ -19,9 +19,10 @@ LEDGER_FIELDS = ("change_id", "spec_digest", "kind", "environment", "owner", "ro
 
 
 def observed(result):
-    """What the job row keeps of a finished run's result."""
+    """What the job row keeps of a finished run's result. definition_after stays pg_get_indexdef alone
+    (status compares it with the index); the constraint the index backs, if any, is kept here."""
     keys = ("action", "valid", "size_bytes", "duration_s", "attempts", "lock_wait_s", "txn_wait_s", "table_bytes",
-            "table_rows_estimate")
+            "table_rows_estimate", "constraint")
     return {key: result.get(key) for key in keys}
 
 

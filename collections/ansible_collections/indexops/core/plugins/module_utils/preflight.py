@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import psycopg2
 
-from ansible_collections.indexops.core.plugins.module_utils import catalog, queries
+from ansible_collections.indexops.core.plugins.module_utils import catalog, preflight_constraints, queries
 from ansible_collections.indexops.core.plugins.module_utils.changefile import ACTIONS, digest, validate_change
 from ansible_collections.indexops.core.plugins.module_utils.connection import READ_LOCK_TIMEOUT
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
@@ -74,7 +74,7 @@ class Preflight:
         self.window_remaining_s = window_remaining_s
         action = self.change.get("action")
         self.action = action if action in ACTIONS else "create"
-        self.checks = Checks(CHECKS[self.action])
+        self.checks = Checks(CHECKS[self.action] + preflight_constraints.checks_for(self.change))
         # The session pg_index would read through, in check mode (no job lock, nothing recorded).
         self.db = Session(connect, Safety(lock_timeout=READ_LOCK_TIMEOUT,
                                           statement_timeout=SESSION_STATEMENT_TIMEOUT), check_mode=True)
@@ -86,6 +86,8 @@ class Preflight:
         self.facts = {"server_version": None, "table": None, "long_transactions": [], "equivalent_indexes": [],
                       "estimate_s": None}
         self.target_checks = TargetChecks(self.db, self.checks, self.facts, self.action, ledger_owner)
+        index = self.change.get("index")
+        self.target_checks.drop_constraint = isinstance(index, dict) and index.get("drop_constraint") is True
 
     @property
     def conn(self):
@@ -103,6 +105,7 @@ class Preflight:
                 self.target_checks.check_build_target(self.spec)
             else:
                 self.target_checks.check_existing_index(self.target)
+            self.checks.skip(preflight_constraints.checks_for(self.change), "the index could not be checked")
             self.check_long_transactions()
             if valid:
                 self.check_estimate()

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ansible_collections.indexops.core.plugins.module_utils import catalog, compare, queries
+from ansible_collections.indexops.core.plugins.module_utils import (
+    catalog,
+    compare,
+    constraint_catalog,
+    constraints,
+    preflight_constraints,
+    queries,
+)
 from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
 from ansible_collections.indexops.core.plugins.module_utils import plan as planner
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
@@ -24,6 +31,7 @@ PLAN_SAYS = {
     "repaired_invalid": "index {index} exists but is INVALID (a failed build); applying drops it and builds it again",
     "none": "index {index} already exists with this definition; applying changes nothing",
     "replaced": "index {index} exists with a different definition; applying replaces it concurrently",
+    **preflight_constraints.PLAN_SAYS,
 }
 # Why applying would be refused (plan.py's refusal codes), with what to do.
 REFUSAL_SAYS = {
@@ -31,11 +39,12 @@ REFUSAL_SAYS = {
     planner.MISMATCH: "index {index} already exists with a different definition: {before}; the change wants "
                       "{after} (use action: replace, or another name)",
     planner.CONSTRAINT: "index {index} backs constraint {constraints}, so it cannot be {verb} (change the "
-                        "constraint instead)",
+                        "constraint instead; a drop with drop_constraint: true drops the constraint with it)",
     planner.REPLACE_PARTITIONED: "index {index} is a partitioned index with a different definition: {before}; "
                                  "pg_index does not replace a partitioned index in place (create the wanted one "
                                  "under another name, then drop this one)",
     planner.MISSING: "index {index} does not exist, so it cannot be rebuilt",
+    **preflight_constraints.REFUSAL_SAYS,
 }
 VERBS = {"replace": "replaced", "drop": "dropped"}
 
@@ -51,6 +60,7 @@ class TargetChecks:
         self.action = action
         self.ledger_owner = ledger_owner
         self.spec = None
+        self.drop_constraint = False  # the drop change's index.drop_constraint
 
     @property
     def conn(self):
@@ -147,7 +157,19 @@ class TargetChecks:
         except IndexOpsError as exc:
             self.checks.failed("index_name", describe(exc))
             return
-        self.say_plan("index_name", planner.plan_present(facts, self.plan_safety()), f"{spec.schema}.{spec.name}")
+        outcome = planner.plan_present(facts, self.plan_safety())
+        if spec.constraint is not None:
+            outcome = self.check_constraint(facts, outcome)
+        self.say_plan("index_name", outcome, f"{spec.schema}.{spec.name}")
+
+    def check_constraint(self, facts, outcome):
+        """The constraint check (preflight_constraints), and the plan with the constraint's steps."""
+        spec = self.spec
+        existing = facts.existing.row if facts.existing else None
+        found = constraint_catalog.read(self.conn, self.db.table_row, existing, constraints.key_columns(spec))
+        ok, detail = preflight_constraints.constraint_detail(spec, found, existing is not None)
+        (self.checks.passed if ok else self.checks.failed)(preflight_constraints.CHECK, detail)
+        return constraints.plan_present(outcome, facts, found, self.plan_safety())
 
     def plan_safety(self):
         """The options apply runs this action with: replace replaces a mismatch, create refuses it."""
@@ -166,7 +188,7 @@ class TargetChecks:
         self.checks.failed(check, REFUSAL_SAYS[outcome.code].format(
             index=index, build=describe_build(build) if build else "", before=details.get("before"),
             after=details.get("after"), constraints=details.get("constraints"),
-            verb=VERBS.get(self.action, self.action)))
+            verb=VERBS.get(self.action, self.action), what=outcome.error.what))
 
     def check_equivalent(self, row, wanted):
         spec = self.spec
@@ -194,8 +216,8 @@ class TargetChecks:
             self.checks.failed("index_exists", describe(exc))
             self.checks.skip(("privileges", "estimated_duration"), "the index cannot be used")
             return
-        decide = planner.plan_absent if self.action == "drop" else planner.plan_rebuilt
-        outcome = decide(facts, self.plan_safety())
+        outcome = (self.absent_plan(facts, target) if self.action == "drop"
+                   else planner.plan_rebuilt(facts, self.plan_safety()))
         if facts.existing is None:
             if isinstance(outcome, planner.Plan):
                 self.checks.passed("index_exists", f"index {index} does not exist (already dropped?); applying "
@@ -218,6 +240,15 @@ class TargetChecks:
         self.check_privileges(row, needs_temporary=False, tablespace=None, maintain=maintain)
 
     # ------------------------------------------------------------------ privileges
+    def absent_plan(self, facts, target):
+        """What a drop does, as pg_index decides it: constraints.py for an index that backs a constraint."""
+        if facts.existing is None:
+            return planner.plan_absent(facts, self.plan_safety())
+        existing = facts.existing.row
+        table = catalog.table(self.conn, existing["table_schema"], existing["table"])
+        found = constraint_catalog.read(self.conn, table, existing)
+        return constraints.plan_absent(facts, found, self.plan_safety(), bool(self.drop_constraint))
+
     def check_privileges(self, row, *, needs_temporary, tablespace, maintain=False):
         privileges = queries.table_privileges(self.conn, row["oid"])
         role, owner, table = privileges["role"], privileges["owner"], f"{row['schema']}.{row['table']}"

@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.indexops.core.plugins.module_utils.constraint_spec import (
+    constraint_spec,
+    definition_constraint,
+)
 from ansible_collections.indexops.core.plugins.module_utils.errors import input_error
 from ansible_collections.indexops.core.plugins.module_utils.fragments import parse_fragment
 from ansible_collections.indexops.core.plugins.module_utils.names import check_identifier, check_qualified_name
@@ -56,6 +60,7 @@ class IndexSpec:
     storage: tuple = ()  # sorted (name, value-as-text) pairs
     tablespace: str | None = None
     referenced_columns: tuple = field(default=())
+    constraint: object = None  # constraints.Constraint: a UNIQUE or PRIMARY KEY on top of the index
 
     @property
     def qualified_table(self):
@@ -169,17 +174,18 @@ def build_spec(params):
         raise input_error("columns is empty", "at least one column or expression")
     include = tuple(check_identifier(col, "include") for col in params.get("include") or ())
     method = (params.get("method") or "btree").lower()
-    unique = bool(params.get("unique"))
+    where = parse_fragment(params["where"], "where") if params.get("where") else None
+    constraint = constraint_spec(params, columns, method, where)
+    unique = bool(params.get("unique")) or constraint is not None  # a constraint's index is a unique one
     nulls_not_distinct = bool(params.get("nulls_not_distinct"))
     check_method_rules(method, unique, include, columns, nulls_not_distinct)
-    where = parse_fragment(params["where"], "where") if params.get("where") else None
     tablespace = check_identifier(params["tablespace"], "tablespace") if params.get("tablespace") else None
     referenced = {c for col in columns for c in col.reads} | set(include) | set(where.columns if where else ())
     return IndexSpec(
         name=name, schema=schema, table=table, columns=columns, method=method, unique=unique,
         nulls_not_distinct=nulls_not_distinct, include=include, where=where.sql if where else None,
         where_reads=where.columns if where else (), storage=normalise_storage(params.get("storage")),
-        tablespace=tablespace, referenced_columns=tuple(sorted(referenced)),
+        tablespace=tablespace, referenced_columns=tuple(sorted(referenced)), constraint=constraint,
     )
 
 
@@ -196,7 +202,9 @@ def params_from_definition(text):
 
     Used to recreate a dropped index exactly from the definition the ledger recorded. The text is
     parsed by pglast and turned back into ordinary options, so it passes the same validation as a
-    hand-written spec; nothing of the original text is executed.
+    hand-written spec; nothing of the original text is executed. A definition the ledger kept of an
+    index that backs a constraint has the ALTER TABLE ... ADD CONSTRAINT ... USING INDEX after it
+    (constraints.recorded_definition), read back into the constraint options.
     """
     from ansible_collections.indexops.core.plugins.module_utils.fragments import index_statement, print_node
 
@@ -214,6 +222,7 @@ def params_from_definition(text):
         "nulls_not_distinct": bool(stmt.nulls_not_distinct),
         "storage": {opt.defname: print_node(opt.arg).strip("'") for opt in stmt.options or ()},
         "tablespace": stmt.tableSpace,
+        **definition_constraint(text, stmt),
     }
 
 

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ansible_collections.indexops.core.plugins.module_utils import rehearsals
+from ansible_collections.indexops.core.plugins.module_utils import humanize, rehearsals
 from ansible_collections.indexops.core.plugins.module_utils.changefile import CHANGE_SCHEMA
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.spec import duration_seconds
@@ -127,15 +127,6 @@ def days_text(days):
         else:
             runs.append([day, day])
     return ",".join(DAYS[low] if low == high else f"{DAYS[low]}-{DAYS[high]}" for low, high in runs)
-
-
-def span_text(seconds):
-    """3h 5min, 2d 9h, 45min: how long until something happens, to the minute."""
-    minutes = max(0, int(seconds + 59) // 60)
-    days, hours, minutes = minutes // 1440, minutes % 1440 // 60, minutes % 60
-    parts = [(days, "d"), (hours, "h"), (minutes, "min")]
-    shown = [f"{value}{unit}" for value, unit in parts if value][:2]
-    return " ".join(shown) or "0min"
 
 
 # --------------------------------------------------------------------------- parsing
@@ -388,7 +379,7 @@ def check_window(policy, window, _rehearsal, _not_counted, _ledger=None):
     opens = dt.datetime.fromisoformat(window["opens_at"])
     return (f"refused: {policy.environment} allows DDL only in its maintenance window ({policy.window.text}); "
             f"it is {local_now:%a %H:%M} there now and the window opens {opens:%a %Y-%m-%d %H:%M} "
-            f"({window['opens_at']}, in {span_text((opens - policy.now).total_seconds())}); run again then")
+            f"({window['opens_at']}, in {humanize.duration((opens - policy.now).total_seconds())}); run again then")
 
 
 def searched_text(policy, ledger):

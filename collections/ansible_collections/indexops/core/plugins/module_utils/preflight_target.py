@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ansible_collections.indexops.core.plugins.module_utils import catalog, compare, queries
+from ansible_collections.indexops.core.plugins.module_utils import catalog, compare, humanize, queries
 from ansible_collections.indexops.core.plugins.module_utils import ledger as ledger_utils
 from ansible_collections.indexops.core.plugins.module_utils import plan as planner
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
 from ansible_collections.indexops.core.plugins.module_utils.plan import describe_build
-from ansible_collections.indexops.core.plugins.module_utils.preflight_report import bytes_text, describe
+from ansible_collections.indexops.core.plugins.module_utils.preflight_report import describe
 
 MAINTAIN_SINCE = 170000  # PostgreSQL 17: the MAINTAIN privilege allows REINDEX
 
@@ -81,7 +81,7 @@ class TargetChecks:
                 self.checks.skip(self.checks.by_name, "the table does not exist")
                 return None
         else:
-            size = bytes_text(row["table_bytes"])
+            size = humanize.size(row["table_bytes"])
             self.checks.passed("table_exists", f"table {spec.qualified_table} exists ({size}, "
                                                f"about {max(row['estimated_rows'], 0)} rows)")
         self.note_table(row)
@@ -191,7 +191,7 @@ class TargetChecks:
         if isinstance(outcome, planner.Plan):
             state = "valid" if existing["valid"] else "INVALID"
             self.checks.passed("index_exists", f"index {index} exists on {row['schema']}.{row['table']} ({state}, "
-                                               f"{bytes_text(existing['size_bytes'])})")
+                                               f"{humanize.size(existing['size_bytes'])})")
         else:
             self.say_plan("index_exists", outcome, index)
         maintain = (self.action == "rebuild" and self.facts["server_version"] >= MAINTAIN_SINCE

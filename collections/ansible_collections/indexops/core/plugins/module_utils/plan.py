@@ -151,12 +151,12 @@ def matches(facts, row):
 def plan_present(facts, safety):
     spec = facts.spec
     where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
-    after = compare.render(facts.wanted, **where, tablespace=spec.tablespace)
+    after = compare.display(facts.wanted, **where, tablespace=spec.tablespace)
     create = create_step(spec, safety)
     if facts.existing is None:
         return Plan("created", [create, *analyze_steps(spec, safety)], "", after)
     row = facts.existing.row
-    before = compare.render(row["definition"], **where, tablespace=row["tablespace"])
+    before = compare.display(row["definition"], **where, tablespace=row["tablespace"])
     if not (row["valid"] and row["ready"]):
         if facts.existing.builds:
             return being_built(facts.existing, safety)
@@ -205,7 +205,7 @@ def plan_absent(facts, safety):
     refused = partitioned_concurrently(row, "DROP INDEX CONCURRENTLY", safety)
     if refused:
         return refused
-    before = compare.render(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
+    before = compare.display(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
     return Plan("dropped", [drop_step(facts.schema, facts.name, safety)], before, "", row["definition"])
 
 
@@ -222,5 +222,5 @@ def plan_rebuilt(facts, safety):
              if not leftover.builds]
     steps.append(Step(sqlcompose.reindex_index(facts.schema, facts.name, concurrently=safety.concurrently),
                       cleanup_cc_of=facts.name, watched=safety.concurrently))
-    definition = compare.render(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
+    definition = compare.display(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
     return Plan("rebuilt", steps, definition, definition, row["definition"])

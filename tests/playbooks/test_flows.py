@@ -270,6 +270,22 @@ def test_a_failed_apply_reports_what_it_tried_not_nothing(flows):
     assert flows.db.fetchval("SELECT attempts FROM indexops.jobs WHERE change_id = %s", (CHANGE,)) == 3
 
 
+def test_a_failed_background_job_has_no_fake_traceback_field(flows):
+    """Ansible's own output of a failed build (the default callback, as with -v) shows the job's one-line
+    message, not an "exception": "(traceback unavailable)" field (issue 16 item 8)."""
+    holder = flows.db.connect(autocommit=False, application_name="test/holder")
+    with holder.cursor() as cur:
+        cur.execute("LOCK TABLE public.orders IN SHARE MODE")
+    try:
+        run = flows.run("apply", indexops_lock_timeout="200ms", indexops_lock_retries=1, callback=DEFAULT_CALLBACK)
+    finally:
+        holder.close()
+
+    assert run.returncode != 0, run.describe()
+    assert "within lock_timeout 200ms in 1 attempts" in run.output, run.describe()
+    assert "traceback unavailable" not in run.output, run.describe()
+
+
 def test_apply_waits_out_an_old_snapshot_and_says_how_long_it_waited(flows):
     """A reporting transaction older than lock_timeout: the build waits for it (nobody queues behind
     that wait) and succeeds in one attempt; the summary and the report say how long it waited."""

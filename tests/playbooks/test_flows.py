@@ -410,6 +410,43 @@ def test_rehearse_applies_measures_rolls_back_and_applies_again(flows):
     assert "## Measurements" in flows.reports(suffix=".md")[-1].read_text()
 
 
+def test_a_rehearsal_under_writes_reports_one_index_size(flows):
+    """Writers add rows while the rehearsal runs, so its reapply builds a bigger index than its first
+    apply. The report shows one size, the measured step's, in the host table, the measurements and the
+    JSON alike (issue 16 item 17: the demo showed 60.23 MB and 60.20 MB)."""
+    stop = threading.Event()
+    writer = flows.db.connect()
+
+    def write():
+        batch = 0
+        with writer.cursor() as cur:
+            while not stop.is_set():  # ids above the seed's, which the seed gave without the sequence
+                batch += 1
+                cur.execute("INSERT INTO public.orders (id, customer_id, status, total_cents, email, created_at) "
+                            "OVERRIDING SYSTEM VALUE SELECT %s + g, g, 'pending', 1, 'w@example.com', now() "
+                            "FROM generate_series(1, 2000) g", (1_000_000 * batch,))
+                time.sleep(0.05)
+
+    load = threading.Thread(target=write)
+    load.start()
+    try:
+        run = flows.run("rehearse", "staging")
+    finally:
+        stop.set()
+        load.join()
+        writer.close()
+
+    ok(run)
+    report = flows.report()
+    host, measurements = report["hosts"]["pgtest"], report["measurements"]
+    assert host["steps"]["reapply"]["size_bytes"] > host["steps"]["apply"]["size_bytes"], host["steps"]
+    assert measurements["size_bytes"] == host["size_bytes"] == host["steps"]["apply"]["size_bytes"]
+    markdown = flows.reports(suffix=".md")[-1].read_text()
+    sizes = set(re.findall(r"^\| Index size \| (.+) \|$", markdown, re.MULTILINE))
+    assert len(sizes) == 1, sizes
+    assert f"index {sizes.pop()}" in run.stdout  # the summary's measured line says the same
+
+
 def test_rehearse_refuses_to_run_in_production(flows):
     run = flows.run("rehearse", "production")
 

@@ -507,9 +507,21 @@ def test_the_kill_switch_refuses_before_connecting_and_no_override_passes_it(flo
     run = flows.run("apply", "production", indexops_enabled=False, callback=DEFAULT_CALLBACK,
                     extra={"indexops_override_reason": "INC-1: please"})
 
-    message = refused(run, "refused: indexops is switched off on production (indexops_enabled: false)")
+    message = refused(run, "refused: indexops is switched off on production (indexops_enabled: false, from the "
+                      "inventory)", "in the production inventory's group_vars")
     assert "Check the target read-only" not in run.stdout  # preflight never ran: nothing connected
     assert len([line for line in message.splitlines() if line.startswith("fatal:")]) == 1
+    nothing_changed(flows)
+
+
+def test_a_kill_switch_given_with_e_says_to_change_the_command_line(flows):
+    """The runbook's way to stop a run is -e indexops_enabled=false: the refusal says so and does not
+    send the operator to the inventory, which never said false (issue 16 item 12)."""
+    run = flows.run("apply", "production", extra={"indexops_enabled": False})
+
+    message = refused(run, "switched off for this run on production", "given with -e on the command line",
+                      "run again without -e indexops_enabled=false")
+    assert "group_vars" not in message and "inventory" not in message, message
     nothing_changed(flows)
 
 

@@ -173,9 +173,10 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: >-
       {{ item.index.name }}: {{ item.state }}
-      {% if item.build %}{{ item.build.phase }} {{ item.build.percent }}% eta {{ item.build.eta_s }}s
+      {% if item.build %}{{ item.build.phase }} {{ item.build.percent }}%
+      eta {{ item.build.eta_s | indexops.core.humanize('duration') }}
       {% for w in item.build.waiting_on %} waits on pid {{ w.pid }} ({{ w.state }},
-      {{ w.xact_age_s }}s): {{ w.query }}{% endfor %}
+      {{ w.xact_age_s | indexops.core.humanize('duration') }}): {{ w.query }}{% endfor %}
       {% endif %}
   loop: "{{ status.changes }}"
 

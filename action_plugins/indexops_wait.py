@@ -242,7 +242,7 @@ class ActionModule(ActionBase):
 
     # ----------------------------------------------------------------- polling
     def status(self):
-        """(the change's pg_index_status entry, error text)."""
+        """(the change status, pg_index_status's entry for the status request, error text)."""
         module_args = {key: self.args[key] for key in CONNECTION_OPTIONS if self.args.get(key) is not None}
         module_args.update(changes=[self.args["change"]], builds=False, leftovers=False, ledger=True)
         read = self._execute_module(module_name="pg_index_status", module_args=module_args, task_vars=self.task_vars)

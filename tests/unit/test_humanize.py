@@ -34,5 +34,5 @@ def test_time(case):
 def test_filter_names_what_it_cannot_read():
     with pytest.raises(AnsibleFilterError, match="'lots' is not a size"):
         humanize_filter("lots", "size")
-    with pytest.raises(AnsibleFilterError, match="kind 'weight' is not one of duration, size, time"):
+    with pytest.raises(AnsibleFilterError, match="'weight' is not one of duration, size, time"):
         humanize_filter(1, "weight")

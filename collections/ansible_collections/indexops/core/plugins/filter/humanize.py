@@ -25,8 +25,8 @@ options:
     description: The number of seconds, the number of bytes, or the moment.
     type: raw
     required: true
-  kind:
-    description: What the input is.
+  what:
+    description: What the input is (not "kind", which names the kind of a run).
     type: str
     choices: [duration, size, time]
     required: true
@@ -50,20 +50,20 @@ _value:
   type: str
 """
 
-KINDS = {
+FORMATS = {
     "duration": lambda value, unknown: formats.duration(value, unknown=unknown),
     "size": lambda value, unknown: formats.size(value, unknown=unknown),
     "time": lambda value, unknown: formats.timestamp(value, unknown=unknown),
 }
 
 
-def humanize(value, kind, unknown="-"):
-    if kind not in KINDS:
-        raise AnsibleFilterError(f"indexops.core.humanize: kind {kind!r} is not one of {', '.join(KINDS)}")
+def humanize(value, what, unknown="-"):
+    if what not in FORMATS:
+        raise AnsibleFilterError(f"indexops.core.humanize: {what!r} is not one of {', '.join(FORMATS)}")
     try:
-        return KINDS[kind](value, unknown)
+        return FORMATS[what](value, unknown)
     except (TypeError, ValueError) as exc:
-        raise AnsibleFilterError(f"indexops.core.humanize: {value!r} is not a {kind} ({exc})") from None
+        raise AnsibleFilterError(f"indexops.core.humanize: {value!r} is not a {what} ({exc})") from None
 
 
 class FilterModule:

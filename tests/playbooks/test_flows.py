@@ -649,6 +649,9 @@ def test_cleanup_lists_in_check_mode_and_drops_only_leftovers_nobody_is_building
         ok(listing)
         out = listing.task_output("indexops_cleanup : List the leftovers found")
         assert "would drop: invalid index public.orders_status_uniq" in out
+        # its size in humanize's format (a failed build's is 0 B, not "0.00 Bytes": issue 16 item 16)
+        assert re.search(rf"invalid index public\.orders_status_uniq on orders, {SIZE};", out), out
+        assert "Bytes" not in out
         assert "being built, left alone: invalid index public.archive_total_building_idx on archive" in out
         assert flows.index("orders_status_uniq") is not None
 

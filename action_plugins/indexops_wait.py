@@ -17,7 +17,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.indexops.core.plugins.module_utils import states
+from ansible_collections.indexops.core.plugins.module_utils import humanize, states
 from ansible_collections.indexops.core.plugins.module_utils.connection import connection_argument_spec
 
 DOCUMENTATION = r"""
@@ -192,6 +192,18 @@ def module_crashed(outcome):
     return bool(outcome.get("failed")) and ("data" in outcome or "outdata" in outcome)
 
 
+# async_status's bookkeeping, not the job's result. "exception" too: ansible-core 2.19 gives every failed
+# module result one, which prints as "(traceback unavailable)" unless tracebacks are enabled; the job's
+# msg is its one line, and Ansible adds a real traceback to this task's own result when they are.
+NOT_THE_JOBS = ("ansible_job_id", "started", "finished", "results_file", "invocation", "stdout", "stderr",
+                "stdout_lines", "stderr_lines", "_ansible_parsed", "exception")
+
+
+def job_outcome(job):
+    """A finished background job's result as this task's own: what pg_index returned, nothing else."""
+    return {key: value for key, value in job.items() if key not in NOT_THE_JOBS}
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
@@ -230,7 +242,7 @@ class ActionModule(ActionBase):
 
     # ----------------------------------------------------------------- polling
     def status(self):
-        """(the change's pg_index_status entry, error text)."""
+        """(the change status, pg_index_status's entry for the status request, error text)."""
         module_args = {key: self.args[key] for key in CONNECTION_OPTIONS if self.args.get(key) is not None}
         module_args.update(changes=[self.args["change"]], builds=False, leftovers=False, ledger=True)
         read = self._execute_module(module_name="pg_index_status", module_args=module_args, task_vars=self.task_vars)
@@ -292,13 +304,11 @@ class ActionModule(ActionBase):
         state["finished"] = True
         if module_crashed(job):
             self.confirm_died(jid, state)
-        outcome = {key: value for key, value in job.items()
-                   if key not in ("ansible_job_id", "started", "finished", "results_file", "invocation", "stdout",
-                                  "stderr", "stdout_lines", "stderr_lines", "_ansible_parsed")}
+        outcome = job_outcome(job)
         if outcome.get("failed") and outcome.get("msg") == "Timeout exceeded":
             limit = self.args["time_limit"]
             outcome["msg"] = (
-                f"the background job ran past its time limit{f' of {limit}s' if limit else ''} "
+                f"the background job ran past its time limit{f' of {humanize.duration(limit)}' if limit else ''} "
                 "(indexops_async_timeout) and was stopped on the control node; the build itself may still "
                 "be running on the server: watch it with playbooks/status.yml, it is shown there as building or, "
                 "once its session has ended, as lost")

@@ -141,7 +141,7 @@ def indexops_status_rows(reads, host, environment, requests):
             if key in tied or leftover.get("being_built"):
                 continue
             rows.append(_row(host, environment, database, index=f"{key[0]}.{key[1]}", state="invalid",
-                             progress=f"leftover ({leftover.get('kind')}) on {leftover.get('table')}, "
+                             progress=f"leftover ({leftover.get('leftover_type')}) on {leftover.get('table')}, "
                                       "nobody is building it",
                              last_error="drop it with playbooks/cleanup.yml"))
         for job in _newest_lost_jobs(item.get("lost_jobs")):

@@ -57,6 +57,14 @@ options:
     description: The environment's kill switch (C(indexops_enabled)). V(false) refuses every DDL.
     type: bool
     default: true
+  given_on_command_line:
+    description:
+      - The policy variables (e.g. V(indexops_enabled), V(indexops_rehearsal_source)) this run was given with
+        C(-e), as the C(indexops.core.value_source) filter says. A refusal caused by one of them says to change
+        the command line, not the inventory.
+    type: list
+    elements: str
+    default: []
   maintenance_window:
     description:
       - The weekly window in which DDL may run; null means always open.
@@ -377,6 +385,7 @@ def argument_spec():
         "environment": {"type": "str", "required": True},
         "operation": {"type": "str", "choices": ["ddl", "read"], "default": "ddl"},
         "enabled": {"type": "bool", "default": True},
+        "given_on_command_line": {"type": "list", "elements": "str", "default": []},
         "maintenance_window": {"type": "dict", "options": WINDOW_OPTIONS},
         "require_rehearsal": {"type": "bool", "default": False},
         "rehearsal_environments": {"type": "list", "elements": "str", "default": ["staging"]},

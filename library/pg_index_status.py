@@ -18,8 +18,8 @@ description:
   - Lists every C(CREATE INDEX) / C(REINDEX) in progress in the database in RV(builds), whoever started
     it (indexops or any other tool), and the leftovers of failed builds in RV(leftovers) - every index
     that is not valid, with whether a session is building it. A failed or cancelled
-    C(CREATE INDEX CONCURRENTLY) leaves kind V(invalid); a failed C(REINDEX CONCURRENTLY) leaves
-    C(<name>_ccnew) (kind V(ccnew)) or C(<name>_ccold) (kind V(ccold)).
+    C(CREATE INDEX CONCURRENTLY) leaves type V(invalid); a failed C(REINDEX CONCURRENTLY) leaves
+    C(<name>_ccnew) (type V(ccnew)) or C(<name>_ccold) (type V(ccold)).
   - Lists the ledger's lost jobs in RV(lost_jobs) (the ledger says running, but the session that ran
     the job is gone), and with O(change_id) the whole ledger history of one change and the definition a
     rollback restores.
@@ -173,9 +173,10 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: >-
       {{ item.index.name }}: {{ item.state }}
-      {% if item.build %}{{ item.build.phase }} {{ item.build.percent }}% eta {{ item.build.eta_s }}s
+      {% if item.build %}{{ item.build.phase }} {{ item.build.percent }}%
+      eta {{ item.build.eta_s | indexops.core.humanize('duration') }}
       {% for w in item.build.waiting_on %} waits on pid {{ w.pid }} ({{ w.state }},
-      {{ w.xact_age_s }}s): {{ w.query }}{% endfor %}
+      {{ w.xact_age_s | indexops.core.humanize('duration') }}): {{ w.query }}{% endfor %}
       {% endif %}
   loop: "{{ status.changes }}"
 
@@ -352,8 +353,14 @@ leftovers:
     table:
       description: Table the index is on.
       type: str
-    kind:
+    leftover_type:
       description: V(ccnew) or V(ccold) for the leftovers of REINDEX CONCURRENTLY, V(invalid) for any other.
+      type: str
+      choices: [invalid, ccnew, ccold]
+    kind:
+      description:
+        - Deprecated, the same as RV(leftovers[].leftover_type); it will be removed in 1.0.0. C(kind) names the
+          kind of a run (V(apply), V(rehearse), V(rollback)) everywhere else.
       type: str
       choices: [invalid, ccnew, ccold]
     valid:

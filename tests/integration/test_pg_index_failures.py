@@ -603,5 +603,9 @@ def test_unreachable_server_fails_saying_retry_is_safe(db):
     assert_clean_failure(result)
     assert "could not connect" in result["msg"]
     assert "running again is safe" in result["msg"]
+    # One line, as the operator reads it: libpq's advice on its second, tab-indented line is joined
+    # in, and the sentence ends once (issue 16 item 8).
+    assert "\n" not in result["msg"] and "\t" not in result["msg"] and "?." not in result["msg"], result["msg"]
+    assert "Connection refused; Is the server running" in result["msg"], result["msg"]
     assert result["retry_safe"] is True
     assert catalog_snapshot(db) == before

@@ -311,6 +311,23 @@ def test_diff_mode_returns_before_and_after(tdb):
     assert dropped["diff"]["after"] == ""
 
 
+def test_diff_shows_the_servers_own_definition_not_a_reprint(tdb):
+    """--diff shows what pg_get_indexdef (and the report) shows, so it can be copied from (issue 16
+    item 5): the casts as '::text', ANY with its space, USING btree; before and after alike."""
+    where = "status IN ('pending', 'paid')"
+    created = run_pg_index(tdb, diff=True, name="ix_open", table="t", columns=["a"], where=where)
+    assert not created.get("failed"), created.get("msg")
+    server = tdb.fetchval("SELECT pg_catalog.pg_get_indexdef('public.ix_open'::regclass)")
+    assert created["diff"]["after"] == server + "\n"
+    assert "(status = ANY (ARRAY['pending'::text, 'paid'::text]))" in server and "USING btree" in server
+
+    wider = run_pg_index(tdb, diff=True, check_mode=True, name="ix_open", table="t", columns=["a", "b"], where=where,
+                         on_mismatch="replace")
+    assert wider["diff"]["before"] == server + "\n"
+    assert wider["diff"]["after"] == server.replace("(a)", "(a, b)") + "\n"
+    assert "CAST(" not in wider["diff"]["after"]
+
+
 def test_diff_in_check_mode_shows_the_change_without_making_it(tdb):
     before = snapshot(tdb)
 

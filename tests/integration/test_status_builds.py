@@ -235,7 +235,7 @@ def test_a_terminated_build_is_an_invalid_leftover_and_its_job_is_lost(tdb):
     assert job["started_at"] and re.match(ISO_UTC, job["started_at"])
     assert [lost["job_id"] for lost in result["lost_jobs"]] == [job_id]
     leftover = by_name(result["leftovers"])["t_a_idx"]
-    assert (leftover["kind"], leftover["being_built"]) == ("invalid", False)
+    assert (leftover["leftover_type"], leftover["being_built"]) == ("invalid", False)
     assert result["ledger"]["exists"] is True
     assert [item["job_id"] for item in result["ledger"]["jobs"]] == [job_id]
 

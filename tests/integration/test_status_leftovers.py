@@ -20,7 +20,8 @@ from tests.integration.helpers_catalog import wait_until as wait_for
 from tests.integration.helpers_roles import Roles
 from tests.pg_index_runner import run_module
 
-LEFTOVER_KEYS = {"schema", "name", "table", "kind", "valid", "being_built", "build", "size_bytes", "definition"}
+LEFTOVER_KEYS = {"schema", "name", "table", "leftover_type", "kind", "valid", "being_built", "build", "size_bytes",
+                 "definition"}
 INDEX_KEYS = {"schema", "name", "exists", "valid", "ready", "definition", "size_bytes", "building"}
 
 
@@ -96,8 +97,8 @@ def test_failed_concurrent_build_is_an_invalid_leftover_nobody_builds(tdb):
     leftover = result["leftovers"][0]
     assert LEFTOVER_KEYS <= set(leftover)
     assert leftover == {
-        "schema": "public", "name": "t_b_uq", "table": "t", "kind": "invalid", "valid": False, "ready": False,
-        "being_built": False, "build": None,
+        "schema": "public", "name": "t_b_uq", "table": "t", "leftover_type": "invalid", "kind": "invalid",
+        "valid": False, "ready": False, "being_built": False, "build": None,
         "size_bytes": tdb.fetchval("SELECT pg_relation_size('public.t_b_uq')"),
         "definition": "CREATE UNIQUE INDEX t_b_uq ON public.t USING btree (b)",
     }
@@ -114,7 +115,7 @@ def test_build_held_by_an_open_transaction_is_being_built(tdb):
         result = status(tdb, indexes=[{"name": "t_a_idx"}])
 
         leftover = by_name(result["leftovers"])["t_a_idx"]
-        assert leftover["kind"] == "invalid"
+        assert leftover["leftover_type"] == "invalid"
         assert leftover["valid"] is False
         assert leftover["being_built"] is True
         build = leftover["build"]
@@ -149,7 +150,7 @@ def test_cancelled_reindex_concurrently_leaves_ccnew(tdb):
         during = status(tdb)
         # The progress view names t_a_idx, not t_a_idx_ccnew: the REINDEX on the table is what counts.
         ccnew = by_name(during["leftovers"])["t_a_idx_ccnew"]
-        assert (ccnew["kind"], ccnew["being_built"]) == ("ccnew", True)
+        assert (ccnew["leftover_type"], ccnew["being_built"]) == ("ccnew", True)
         assert ccnew["build"]["pid"] == background.pid
         assert ccnew["build"]["command"] == "REINDEX CONCURRENTLY"
 
@@ -158,7 +159,7 @@ def test_cancelled_reindex_concurrently_leaves_ccnew(tdb):
     result = status(tdb, indexes=[{"name": "t_a_idx"}])
 
     leftover = by_name(result["leftovers"])["t_a_idx_ccnew"]
-    assert leftover["kind"] == "ccnew"
+    assert leftover["leftover_type"] == "ccnew"
     assert (leftover["valid"], leftover["being_built"], leftover["build"]) == (False, False, None)
     assert leftover["table"] == "t"
     assert leftover["definition"] == "CREATE INDEX t_a_idx_ccnew ON public.t USING btree (a)"
@@ -190,7 +191,7 @@ def test_reindex_cancelled_after_the_swap_leaves_ccold(tdb):
     result = status(tdb, indexes=[{"name": "t_a_idx"}])
 
     leftover = by_name(result["leftovers"])["t_a_idx_ccold"]
-    assert (leftover["kind"], leftover["valid"], leftover["being_built"]) == ("ccold", False, False)
+    assert (leftover["leftover_type"], leftover["valid"], leftover["being_built"]) == ("ccold", False, False)
     assert result["indexes"][0]["valid"] is True
 
 
@@ -253,7 +254,7 @@ def test_a_pg_monitor_role_sees_everything(tdb, make_role):
     assert result["progress_visible"] is True
     leftovers = by_name(result["leftovers"])
     assert set(leftovers) == {"t_b_uq", "t_d_idx"}
-    assert (leftovers["t_b_uq"]["kind"], leftovers["t_b_uq"]["being_built"]) == ("invalid", False)
+    assert (leftovers["t_b_uq"]["leftover_type"], leftovers["t_b_uq"]["being_built"]) == ("invalid", False)
     assert leftovers["t_b_uq"]["definition"] == "CREATE UNIQUE INDEX t_b_uq ON public.t USING btree (b)"
     held = leftovers["t_d_idx"]
     assert held["being_built"] is True

@@ -35,6 +35,9 @@ INDEX = "orders_customer_created_idx"
 DEFINITION = "CREATE INDEX orders_customer_created_idx ON public.orders USING btree (customer_id, created_at DESC)"
 OPERATOR = "alice"  # the operator's $USER, which the flows record when no -e indexops_operator is given
 ROWS = 3000
+# humanize's one format for people (module_utils/humanize.py): 0.4 s, 36 s, 3 min 05 s, 3 h 00 min; 812 B, 60.2 MiB.
+DURATION = r"(?:\d+\.\d s|\d+ s|\d+ min \d\d s|\d+ h \d\d min)"
+SIZE = r"(?:\d+ B|\d+\.\d [KMGT]iB)"
 
 # A Wednesday noon, and a Monday 23:30 in Berlin, for the maintenance window Mon 22:00-02:00.
 WINDOW = {"days": ["mon"], "start": "22:00", "end": "02:00", "timezone": "Europe/Berlin"}
@@ -162,6 +165,7 @@ def test_apply_builds_verifies_records_and_reports_and_a_rerun_changes_nothing(f
     assert markdown.startswith("# Apply of index change `orders-customer-created` on local: succeeded")
     assert "CREATE INDEX CONCURRENTLY" in markdown and "Watch the latency of GET /orders." in markdown
     assert f"ansible-playbook playbooks/rollback.yml -i inventories/local -e change={CHANGE}" in markdown
+    assert_one_format(run.stdout, markdown, host)
 
     again = flows.run("apply")
 
@@ -169,6 +173,26 @@ def test_apply_builds_verifies_records_and_reports_and_a_rerun_changes_nothing(f
     assert again.recap["pgtest"]["changed"] == 0, again.describe()
     assert flows.index() == (True, DEFINITION)
     assert [job["action"] for job in flows.ledger()] == ["created", "none"]
+
+
+def assert_one_format(stdout, markdown, host):
+    """The summary and the Markdown report give durations, sizes and times in humanize's one format:
+    no raw bytes, no Python True, no MB meaning MiB, no '0.92 s' next to '1m05s' (issue 16 item 16)."""
+    summary = re.search(rf"pgtest: created, valid, index ({SIZE}), ({DURATION}), 1 attempt\(s\), "
+                        rf"lock waits ({DURATION}), waited for other transactions ({DURATION})", stdout)
+    assert summary, stdout
+    assert re.search(r"finished \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", stdout), stdout
+    assert f"| Index size | {summary.group(1)} |" in markdown
+    assert f"| Duration | {summary.group(2)} |" in markdown
+    assert re.search(r"\| Started \| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \|", markdown), markdown
+    assert re.search(rf"\| Table \| {SIZE}, about 3,000 rows \|", markdown), markdown
+    assert "| valid | valid | valid | yes |" in markdown
+    markdown = markdown.replace("\\.", ".")  # indexops_md_text escapes '0.1' at a cell's start; it renders as 0.1
+    assert re.search(rf"\| max_duration \| at most 10 min 00 s \| {DURATION} \| yes \|", markdown), markdown
+    assert re.search(rf"\| max_size \| at most 500.0 MiB \| {SIZE} \| yes \|", markdown), markdown
+    for wrong in (" MB", " kB", "Bytes", " bytes", "True", ".00 s"):
+        assert wrong not in markdown and wrong not in stdout, wrong
+    assert [e["met"] for e in host["expectations"]] == [True] * 4  # the machine's answer stays a bool
 
 
 def test_check_mode_shows_the_sql_and_changes_nothing(flows):
@@ -205,7 +229,7 @@ def test_an_unmet_expectation_fails_the_apply_and_says_which(flows):
 
     run = flows.run("apply", change="orders-tiny")
 
-    refused(run, "apply of change orders-tiny failed on pgtest", "max_size: expected 1kB")
+    refused(run, "apply of change orders-tiny failed on pgtest", "max_size: expected at most 1.0 KiB, observed ")
     assert flows.index("orders_tiny_idx")[0] is True  # the index is left as it is
     [job] = flows.ledger("orders-tiny")
     assert job["state"] == "failed" and "max_size" in job["last_error"]
@@ -213,7 +237,8 @@ def test_an_unmet_expectation_fails_the_apply_and_says_which(flows):
     assert report["success"] is False
     assert [(e["name"], e["met"]) for e in report["hosts"]["pgtest"]["expectations"]] == [
         ("valid", True), ("max_size", False)]
-    assert "| max_size | 1kB |" in flows.reports("orders-tiny", ".md")[-1].read_text()
+    markdown = flows.reports("orders-tiny", ".md")[-1].read_text().replace("\\.", ".")
+    assert re.search(rf"\| max_size \| at most 1\.0 KiB \| {SIZE} \| \*\*NO\*\* \|", markdown), markdown
 
 
 def test_a_failed_apply_reports_what_it_tried_not_nothing(flows):
@@ -230,7 +255,7 @@ def test_a_failed_apply_reports_what_it_tried_not_nothing(flows):
     refused(run, "within lock_timeout 200ms in 3 attempts")
     summary = re.search(r"pgtest: FAILED, ([0-9.]+) s, 3 attempt\(s\), lock waits ([0-9.]+) s", run.output)
     assert summary, run.describe()
-    assert float(summary.group(2)) >= 0.6
+    assert float(summary.group(2)) >= 0.6  # below ten seconds humanize says e.g. 0.7 s
     host = flows.report()["hosts"]["pgtest"]
     assert host["attempts"] == 3 and host["lock_wait_s"] >= 0.6
     assert host["sql"] == ['CREATE INDEX CONCURRENTLY "orders_customer_created_idx" ON "public"."orders" '
@@ -243,6 +268,22 @@ def test_a_failed_apply_reports_what_it_tried_not_nothing(flows):
     [job] = flows.ledger()
     assert job["state"] == "failed" and "in 3 attempts" in job["last_error"]
     assert flows.db.fetchval("SELECT attempts FROM indexops.jobs WHERE change_id = %s", (CHANGE,)) == 3
+
+
+def test_a_failed_background_job_has_no_fake_traceback_field(flows):
+    """Ansible's own output of a failed build (the default callback, as with -v) shows the job's one-line
+    message, not an "exception": "(traceback unavailable)" field (issue 16 item 8)."""
+    holder = flows.db.connect(autocommit=False, application_name="test/holder")
+    with holder.cursor() as cur:
+        cur.execute("LOCK TABLE public.orders IN SHARE MODE")
+    try:
+        run = flows.run("apply", indexops_lock_timeout="200ms", indexops_lock_retries=1, callback=DEFAULT_CALLBACK)
+    finally:
+        holder.close()
+
+    assert run.returncode != 0, run.describe()
+    assert "within lock_timeout 200ms in 1 attempts" in run.output, run.describe()
+    assert "traceback unavailable" not in run.output, run.describe()
 
 
 def test_apply_waits_out_an_old_snapshot_and_says_how_long_it_waited(flows):
@@ -279,14 +320,14 @@ def test_apply_waits_out_an_old_snapshot_and_says_how_long_it_waited(flows):
 
     ok(run)
     assert flows.index() == (True, DEFINITION)
-    summary = re.search(r"pgtest: created, valid, index [^,]+, [0-9.]+ s, 1 attempt\(s\), lock waits 0\.00 s, "
+    summary = re.search(rf"pgtest: created, valid, index {SIZE}, {DURATION}, 1 attempt\(s\), lock waits 0\.0 s, "
                         r"waited for other transactions ([0-9.]+) s", run.output)
     assert summary, run.describe()
     assert float(summary.group(1)) >= 1.0
     host = flows.report()["hosts"]["pgtest"]
     assert host["attempts"] == 1 and host["txn_wait_s"] >= 1.0
     markdown = flows.reports(suffix=".md")[-1].read_text()
-    assert f"| Waited for other transactions | {host['txn_wait_s']:.2f} s (blocks nobody) |" in markdown
+    assert f"| Waited for other transactions | {host['txn_wait_s']:.1f} s (blocks nobody) |" in markdown
 
 
 def test_a_markdown_breaking_owner_and_reason_render_as_text_in_the_report(flows):
@@ -311,8 +352,8 @@ def test_a_markdown_breaking_owner_and_reason_render_as_text_in_the_report(flows
     table = table[:table.index("")]
     assert table[1] == "|---|---|" and all(line.startswith("| ") and line.endswith(" |") for line in table[2:]), table
     assert [line.split(" | ")[0] for line in table[2:]] == [
-        "| Change", "| Digest", "| Owner", "| Reason", "| Environment", "| Operator", "| Started (UTC)",
-        "| Finished (UTC)", "| Result"]
+        "| Change", "| Digest", "| Owner", "| Reason", "| Environment", "| Operator", "| Started",
+        "| Finished", "| Result"]
 
 
 def test_preflight_lists_every_reason_and_changes_nothing(flows):
@@ -367,6 +408,43 @@ def test_rehearse_applies_measures_rolls_back_and_applies_again(flows):
     assert measurements["duration_s"] > 0 and measurements["size_bytes"] > 0 and measurements["table_bytes"] > 0
     assert measurements["table_rows_estimate"] == ROWS
     assert "## Measurements" in flows.reports(suffix=".md")[-1].read_text()
+
+
+def test_a_rehearsal_under_writes_reports_one_index_size(flows):
+    """Writers add rows while the rehearsal runs, so its reapply builds a bigger index than its first
+    apply. The report shows one size, the measured step's, in the host table, the measurements and the
+    JSON alike (issue 16 item 17: the demo showed 60.23 MB and 60.20 MB)."""
+    stop = threading.Event()
+    writer = flows.db.connect()
+
+    def write():
+        batch = 0
+        with writer.cursor() as cur:
+            while not stop.is_set():  # ids above the seed's, which the seed gave without the sequence
+                batch += 1
+                cur.execute("INSERT INTO public.orders (id, customer_id, status, total_cents, email, created_at) "
+                            "OVERRIDING SYSTEM VALUE SELECT %s + g, g, 'pending', 1, 'w@example.com', now() "
+                            "FROM generate_series(1, 2000) g", (1_000_000 * batch,))
+                time.sleep(0.05)
+
+    load = threading.Thread(target=write)
+    load.start()
+    try:
+        run = flows.run("rehearse", "staging")
+    finally:
+        stop.set()
+        load.join()
+        writer.close()
+
+    ok(run)
+    report = flows.report()
+    host, measurements = report["hosts"]["pgtest"], report["measurements"]
+    assert host["steps"]["reapply"]["size_bytes"] > host["steps"]["apply"]["size_bytes"], host["steps"]
+    assert measurements["size_bytes"] == host["size_bytes"] == host["steps"]["apply"]["size_bytes"]
+    markdown = flows.reports(suffix=".md")[-1].read_text()
+    sizes = set(re.findall(r"^\| Index size \| (.+) \|$", markdown, re.MULTILINE))
+    assert len(sizes) == 1, sizes
+    assert f"index {sizes.pop()}" in run.stdout  # the summary's measured line says the same
 
 
 def test_rehearse_refuses_to_run_in_production(flows):
@@ -429,9 +507,21 @@ def test_the_kill_switch_refuses_before_connecting_and_no_override_passes_it(flo
     run = flows.run("apply", "production", indexops_enabled=False, callback=DEFAULT_CALLBACK,
                     extra={"indexops_override_reason": "INC-1: please"})
 
-    message = refused(run, "refused: indexops is switched off on production (indexops_enabled: false)")
+    message = refused(run, "refused: indexops is switched off on production (indexops_enabled: false, from the "
+                      "inventory)", "in the production inventory's group_vars")
     assert "Check the target read-only" not in run.stdout  # preflight never ran: nothing connected
     assert len([line for line in message.splitlines() if line.startswith("fatal:")]) == 1
+    nothing_changed(flows)
+
+
+def test_a_kill_switch_given_with_e_says_to_change_the_command_line(flows):
+    """The runbook's way to stop a run is -e indexops_enabled=false: the refusal says so and does not
+    send the operator to the inventory, which never said false (issue 16 item 12)."""
+    run = flows.run("apply", "production", extra={"indexops_enabled": False})
+
+    message = refused(run, "switched off for this run on production", "given with -e on the command line",
+                      "run again without -e indexops_enabled=false")
+    assert "group_vars" not in message and "inventory" not in message, message
     nothing_changed(flows)
 
 
@@ -559,6 +649,9 @@ def test_cleanup_lists_in_check_mode_and_drops_only_leftovers_nobody_is_building
         ok(listing)
         out = listing.task_output("indexops_cleanup : List the leftovers found")
         assert "would drop: invalid index public.orders_status_uniq" in out
+        # its size in humanize's format (a failed build's is 0 B, not "0.00 Bytes": issue 16 item 16)
+        assert re.search(rf"invalid index public\.orders_status_uniq on orders, {SIZE};", out), out
+        assert "Bytes" not in out
         assert "being built, left alone: invalid index public.archive_total_building_idx on archive" in out
         assert flows.index("orders_status_uniq") is not None
 

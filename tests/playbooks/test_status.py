@@ -337,7 +337,7 @@ def test_a_job_past_its_time_limit_then_a_terminated_build_shows_as_lost_and_fai
         run = runner.run("apply", [inventory])
 
         assert run.returncode != 0, run.describe()
-        assert "ran past its time limit of 3s" in run.stdout and "status.yml" in run.stdout
+        assert "ran past its time limit of 3.0 s" in run.stdout and "status.yml" in run.stdout
         # async_wrapper sets the module's process group only after forking it, so on a loaded machine
         # the module can escape the time limit's killpg (ansible-core's race, not ours): finish the kill.
         for proc in job_processes(db):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pglast import ast, parse_sql
 
-from ansible_collections.indexops.core.plugins.module_utils.compare import render, same_definition
+from ansible_collections.indexops.core.plugins.module_utils.compare import display, render, same_definition
 from tests.unit.casefiles import cases, section
 
 CASES = "compare.yml"
@@ -59,3 +59,9 @@ def test_same_definition_uses_the_given_place_for_both():
 def test_render_refuses_other_statements(case):
     with pytest.raises(ValueError, match="not an index definition"):
         render(case["text"], **WHERE)
+
+
+@pytest.mark.parametrize("case", cases(CASES, "display"))
+def test_display_is_the_servers_text_with_the_real_names(case):
+    where = case.get("where", WHERE)
+    assert display(case["text"], **where, tablespace=case.get("tablespace")) == case["shown"]

@@ -102,11 +102,6 @@ def test_days_text(case):
     assert gate.days_text(tuple(case["days"])) == case["text"]
 
 
-@pytest.mark.parametrize("case", section(CASES, "spans"), ids=lambda case: case["text"])
-def test_span_text(case):
-    assert gate.span_text(case["seconds"]) == case["text"]
-
-
 # --------------------------------------------------------------------------- decisions
 
 

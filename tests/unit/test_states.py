@@ -86,8 +86,9 @@ def test_the_progress_line_names_the_phase_the_pid_and_what_the_build_waits_on()
                                               "query": "UPDATE   orders SET x = 1"}]}
     line = states.progress_line({**ENTRY, "build": build})
 
-    assert line == ("public.orders_x_idx building 1.2% waiting for writers before build, pid 42, running 1m05s, ETA ?; "
-                    "waits on pid 99 (idle in transaction 35s): UPDATE orders SET x = 1"), line
+    assert line == ("public.orders_x_idx building 1.2% waiting for writers before build, pid 42, running 1 min 05 s, "
+                    "ETA ?; "
+                    "waits on pid 99 (idle in transaction 35 s): UPDATE orders SET x = 1"), line
 
 
 def test_every_index_state_is_reachable():
@@ -106,7 +107,7 @@ def test_a_rerun_that_found_nothing_to_do_does_not_date_the_change():
 
     row = states.change_row(entry, 0.0)
 
-    assert (row["started"], row["duration"]) == ("2026-12-01 10:00:00", "15m20s"), row
+    assert (row["started"], row["duration"]) == ("2026-12-01 10:00:00", "15 min 20 s"), row
     assert states.made_by([build, {**rerun, "state": "failed"}])["job_id"] == 2  # a failed rerun is the news
     assert states.made_by([rerun])["job_id"] == 2 and states.made_by([]) is None
 
@@ -116,6 +117,6 @@ def test_a_retry_shows_its_attempt_while_the_job_runs_and_not_after():
     retrying = {**ENTRY, "build": build, "job": {**ENTRY["job"], "attempt": 2, "attempts_max": 5}}
     finished = {**retrying, "state": "done", "job": {**retrying["job"], "state": "succeeded"}}
 
-    assert "pid 42, attempt 2/5, running 3s" in states.progress_line(retrying)
-    assert ", attempt 2/5, ETA 3s" in states.change_row(retrying, 0.0)["progress"]
+    assert "pid 42, attempt 2/5, running 3.0 s" in states.progress_line(retrying)
+    assert ", attempt 2/5, ETA 3.0 s" in states.change_row(retrying, 0.0)["progress"]
     assert "attempt" not in states.progress_line(finished) and "attempt" not in states.progress_line(ENTRY)

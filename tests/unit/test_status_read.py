@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.indexops.core.plugins.module_utils.status_read import build_of, build_summary, leftover_kind
+from ansible_collections.indexops.core.plugins.module_utils.status_read import build_of, build_summary, leftover_type
 from tests.unit.casefiles import cases
 
 CASES = "status_read.yml"
 
 
-@pytest.mark.parametrize("case", cases(CASES, "leftover_kind"))
-def test_leftover_kind(case):
-    assert leftover_kind(case["name"]) == case["kind"]
+@pytest.mark.parametrize("case", cases(CASES, "leftover_type"))
+def test_leftover_type(case):
+    assert leftover_type(case["name"]) == case["type"]
 
 
 @pytest.mark.parametrize("case", cases(CASES, "build_of"))

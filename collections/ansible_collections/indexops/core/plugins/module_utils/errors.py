@@ -6,6 +6,18 @@ RERUN_SAFE = "Nothing was changed or left behind; running again is safe."
 FIX_INPUT = "Nothing was changed; correct the input and run again."
 
 
+def one_line(text):
+    """Text from libpq or the server on one line: libpq puts its advice on a second, tab-indented line
+    ("Connection refused\\n\\tIs the server running...?"), and a message is read as one line."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def sentence(text):
+    """``text`` ending in exactly one full stop (a question keeps its question mark)."""
+    text = one_line(text).rstrip(".")
+    return text if text.endswith(("?", "!")) else text + "."
+
+
 class IndexOpsError(Exception):
     """One failure, phrased for the person on call.
 
@@ -23,11 +35,12 @@ class IndexOpsError(Exception):
 
     @property
     def msg(self):
-        parts = [self.what.rstrip(".") + "."]
+        """One line: what, then what was expected, then the hint."""
+        parts = [sentence(self.what)]
         if self.expected:
-            parts.append("Expected: " + self.expected.rstrip(".") + ".")
+            parts.append("Expected: " + sentence(self.expected))
         if self.hint:
-            parts.append(self.hint)
+            parts.append(one_line(self.hint))
         return " ".join(parts)
 
     def __str__(self):

@@ -3,7 +3,7 @@ against what a pg_index run did; each comes back as met or not, with what was ob
 
 from __future__ import annotations
 
-from ansible_collections.indexops.core.plugins.module_utils import catalog, sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils import catalog, humanize, sqlcompose
 from ansible_collections.indexops.core.plugins.module_utils.fragments import select_statement
 from ansible_collections.indexops.core.plugins.module_utils.spec import duration_seconds, size_bytes
 
@@ -20,19 +20,27 @@ def plan_index_names(node):
     return set()
 
 
+def validity(valid):
+    """The index's validity in words: the report's reader sees 'valid', not Python's True."""
+    return "valid" if valid else "invalid"
+
+
 def check(conn, wanted, result, schema, name):
-    """Each promise in ``wanted`` against ``result`` (pg_index's); [] when there is none."""
+    """Each promise in ``wanted`` against ``result`` (pg_index's); [] when there is none. ``expected`` and
+    ``observed`` are text for people (humanize's units, the change file's limit in the same units);
+    ``met`` is the machine's answer."""
     checks = []
     wanted = wanted or {}
     if "valid" in wanted:
-        checks.append(("valid", wanted["valid"], result["valid"], result["valid"] == wanted["valid"]))
+        checks.append(("valid", validity(wanted["valid"]), validity(result["valid"]),
+                       result["valid"] == wanted["valid"]))
     if "max_duration" in wanted:
         limit = duration_seconds(wanted["max_duration"], "max_duration")
-        checks.append(("max_duration", wanted["max_duration"], f"{result['duration_s']}s",
+        checks.append(("max_duration", f"at most {humanize.duration(limit)}", humanize.duration(result["duration_s"]),
                        result["duration_s"] <= limit))
     if "max_size" in wanted:
         limit = size_bytes(wanted["max_size"], "max_size")
-        checks.append(("max_size", wanted["max_size"], f"{result['size_bytes']} bytes",
+        checks.append(("max_size", f"at most {humanize.size(limit)}", humanize.size(result["size_bytes"]),
                        result["size_bytes"] <= limit))
     if "plan_uses_index" in wanted:
         used = plan_uses(conn, wanted["plan_uses_index"], name, schema)

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ansible_collections.indexops.core.plugins.module_utils import rehearsals
+from ansible_collections.indexops.core.plugins.module_utils import humanize, rehearsals
 from ansible_collections.indexops.core.plugins.module_utils.changefile import CHANGE_SCHEMA
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.spec import duration_seconds
@@ -116,6 +116,7 @@ class Policy:
     now: dt.datetime
     rehearsal_source: str = "reports"
     ledger_where: str | None = None  # where the rehearsal ledger is (source ledger), None when none is set
+    command_line: tuple = ()  # the policy variables this run was given with -e (the value_source filter)
 
 
 def days_text(days):
@@ -127,15 +128,6 @@ def days_text(days):
         else:
             runs.append([day, day])
     return ",".join(DAYS[low] if low == high else f"{DAYS[low]}-{DAYS[high]}" for low, high in runs)
-
-
-def span_text(seconds):
-    """3h 5min, 2d 9h, 45min: how long until something happens, to the minute."""
-    minutes = max(0, int(seconds + 59) // 60)
-    days, hours, minutes = minutes // 1440, minutes % 1440 // 60, minutes % 60
-    parts = [(days, "d"), (hours, "h"), (minutes, "min")]
-    shown = [f"{value}{unit}" for value, unit in parts if value][:2]
-    return " ".join(shown) or "0min"
 
 
 # --------------------------------------------------------------------------- parsing
@@ -252,10 +244,13 @@ def build_policy(params, now=None):
     if source not in SOURCES:
         raise input_error(f"rehearsal_source is {source!r}", "reports or ledger")
     ledger_where = params.get("ledger_where")
+    command_line = tuple(params.get("given_on_command_line") or ())
     if source == "ledger" and params.get("require_rehearsal") and not ledger_where:
-        raise input_error("rehearsal_source is ledger and a rehearsal is required, but no rehearsal ledger is set",
-                          "rehearsal_ledger (indexops_rehearsal_ledger in group_vars) with the login_host, login_port, "
-                          "login_user and db of the rehearsal environment's database")
+        raise input_error(
+            f"rehearsal_source is ledger ({given_where('indexops_rehearsal_source', command_line)}) and a "
+            "rehearsal is required, but no rehearsal ledger is set",
+            "rehearsal_ledger (indexops_rehearsal_ledger in the inventory's group_vars) with the login_host, "
+            "login_port, login_user and db of the rehearsal environment's database")
     return Policy(
         change_id=change_id, digest=digest, environment=str(params.get("environment") or ""), operation=operation,
         enabled=bool(params.get("enabled", True)), window=parse_window(params.get("maintenance_window")),
@@ -264,7 +259,13 @@ def build_policy(params, now=None):
         reports_dir=str(params.get("reports_dir") or "reports"), override_reason=override, operator=operator,
         now=parse_instant(params["now"], "now") if params.get("now") else (now or dt.datetime.now(UTC)),
         rehearsal_source=source, ledger_where=ledger_where if source == "ledger" else None,
+        command_line=command_line,
     )
+
+
+def given_where(variable, command_line):
+    """Where a policy value came from, so that a refusal sends the operator to the right place."""
+    return "given with -e on the command line" if variable in command_line else "from the inventory"
 
 
 # --------------------------------------------------------------------------- window
@@ -375,9 +376,13 @@ def _not_counted_text(not_counted, policy):
 def check_kill_switch(policy, _window, _rehearsal, _not_counted, _ledger=None):
     if policy.enabled:
         return None
-    return (f"refused: indexops is switched off on {policy.environment} (indexops_enabled: false), so no DDL runs "
-            f"there; set indexops_enabled: true in the {policy.environment} inventory's group_vars once index "
-            "changes are allowed again")
+    if "indexops_enabled" in policy.command_line:
+        return (f"refused: indexops is switched off for this run on {policy.environment} (indexops_enabled: false, "
+                "given with -e on the command line), so no DDL runs; run again without -e indexops_enabled=false "
+                "once index changes are allowed again")
+    return (f"refused: indexops is switched off on {policy.environment} (indexops_enabled: false, from the "
+            f"inventory), so no DDL runs there; set indexops_enabled: true in the {policy.environment} "
+            "inventory's group_vars once index changes are allowed again")
 
 
 def check_window(policy, window, _rehearsal, _not_counted, _ledger=None):
@@ -388,7 +393,7 @@ def check_window(policy, window, _rehearsal, _not_counted, _ledger=None):
     opens = dt.datetime.fromisoformat(window["opens_at"])
     return (f"refused: {policy.environment} allows DDL only in its maintenance window ({policy.window.text}); "
             f"it is {local_now:%a %H:%M} there now and the window opens {opens:%a %Y-%m-%d %H:%M} "
-            f"({window['opens_at']}, in {span_text((opens - policy.now).total_seconds())}); run again then")
+            f"({window['opens_at']}, in {humanize.duration((opens - policy.now).total_seconds())}); run again then")
 
 
 def searched_text(policy, ledger):

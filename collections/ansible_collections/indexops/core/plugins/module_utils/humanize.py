@@ -1,6 +1,8 @@
-"""Numbers as people read them in the console and the status table. Shared by the modules and the
-controller-side plugins (action_plugins/indexops_wait.py, filter_plugins/indexops_status.py), which
-import it from this collection: one formatter, not a copy per plugin."""
+"""Numbers as people read them: durations, sizes and UTC times in the console, the status table, the
+reports and the modules' messages. THE formatter for people: the modules, the controller-side plugins
+(action_plugins/indexops_wait.py, filter_plugins/indexops_status.py) and, through the filter plugin
+indexops.core.humanize (plugins/filter/humanize.py), every template and role message use it, so one
+figure reads the same everywhere. Machine fields (JSON results, the ledger) stay numbers and ISO 8601."""
 
 from __future__ import annotations
 
@@ -8,15 +10,37 @@ from datetime import UTC, datetime
 
 
 def duration(seconds, unknown="?"):
-    """12s, 3m05s, 2h10m; ``unknown`` when there is no figure."""
-    if seconds is None:
+    """A duration as people read it, one scheme everywhere: '0.4 s' and '9.5 s' below ten seconds,
+    '36 s', '3 min 05 s', '3 h 00 min', '2 d 09 h'; ``unknown`` when there is no figure. Machine fields
+    keep the number of seconds; this is only for what a person reads."""
+    if seconds is None or seconds == "":
         return unknown
-    seconds = int(round(float(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    seconds = max(float(seconds), 0.0)
+    if round(seconds, 1) < 10:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+    return f"{whole // 86400} d {whole % 86400 // 3600:02d} h"
+
+
+BINARY_UNITS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+
+
+def size(nbytes, unknown="?"):
+    """A size in binary units, labelled as such (PostgreSQL's pg_size_pretty says MB for MiB):
+    '812 B', '16.0 KiB', '60.2 MiB', '1.5 GiB'; ``unknown`` when there is no figure."""
+    if nbytes is None or nbytes == "":
+        return unknown
+    nbytes = int(nbytes)
+    for unit, factor in BINARY_UNITS:
+        if abs(nbytes) >= factor:
+            return f"{nbytes / factor:.1f} {unit}"
+    return f"{nbytes} B"
 
 
 def moment(value):

@@ -20,6 +20,8 @@ STATES = ("queued", "running", "succeeded", "failed", "rolled_back")
 
 # Never IF NOT EXISTS: "if not exists" would adopt whatever another role created under that name
 # (the trojan-object pattern). The ledger is created only when absent, and trusted() reads it back.
+# Column kind is the kind of run (apply, rehearse, rollback), the name the reports' "kind" uses too; it
+# stays "kind" because existing ledgers have it (a leftover's invalid/ccnew/ccold is its "leftover_type").
 CREATE_SCHEMA = "CREATE SCHEMA indexops"
 CREATE_TABLE = """
 CREATE TABLE indexops.jobs (

@@ -159,12 +159,12 @@ def plan_present(facts, safety):
         return plan_present_partitioned(facts, safety)
     spec = facts.spec
     where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
-    after = compare.render(facts.wanted, **where, tablespace=spec.tablespace)
+    after = compare.display(facts.wanted, **where, tablespace=spec.tablespace)
     create = create_step(spec, safety)
     if facts.existing is None:
         return Plan("created", [create, *analyze_steps(spec, safety)], "", after)
     row = facts.existing.row
-    before = compare.render(row["definition"], **where, tablespace=row["tablespace"])
+    before = compare.display(row["definition"], **where, tablespace=row["tablespace"])
     if not (row["valid"] and row["ready"]):
         if facts.existing.builds:
             return being_built(facts.existing, safety)
@@ -192,9 +192,9 @@ def plan_present_partitioned(facts, safety):
     """A partitioned table: ON ONLY, a concurrent build per partition, ATTACH (partitions.py)."""
     spec = facts.spec
     where = {"name": spec.name, "schema": spec.schema, "table": spec.table}
-    after = compare.render(facts.wanted, **where, tablespace=spec.tablespace)
+    after = compare.display(facts.wanted, **where, tablespace=spec.tablespace)
     row = facts.existing.row if facts.existing else None
-    before = compare.render(row["definition"], **where, tablespace=row["tablespace"]) if row else ""
+    before = compare.display(row["definition"], **where, tablespace=row["tablespace"]) if row else ""
     if row is not None and not matches(facts, row):
         if safety.on_mismatch == "fail":
             return Refusal(MISMATCH, IndexOpsError(
@@ -239,7 +239,7 @@ def plan_absent(facts, safety):
         return being_built(facts.existing, safety)
     if row.get("constraints"):
         return constraint_backed(row, "drop")
-    before = compare.render(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
+    before = compare.display(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
     if row["relkind"] == "I":
         # PostgreSQL cannot drop a partitioned index CONCURRENTLY: a plain DROP under lock_timeout, with
         # retries. It takes ACCESS EXCLUSIVE on the table and its partitions, but scans nothing.
@@ -256,7 +256,7 @@ def plan_rebuilt(facts, safety):
     row = facts.existing.row
     if facts.existing.builds:
         return being_built(facts.existing, safety)
-    definition = compare.render(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
+    definition = compare.display(row["definition"], name=facts.name, schema=facts.schema, table=row["table"])
     if row["relkind"] == "I":
         steps, parts = partition_reindex_steps(facts, safety)
         return Plan("rebuilt", steps, definition, definition, row["definition"], partitions=parts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ansible_collections.indexops.core.plugins.module_utils import humanize
 from ansible_collections.indexops.core.plugins.module_utils.errors import input_error
 
 
@@ -59,21 +60,6 @@ def version_text(version):
     return f"PostgreSQL {version // 10000}.{version % 10000} ({version})"
 
 
-def seconds_text(seconds):
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}min"
-    return f"{seconds / 3600:.1f}h"
-
-
-def bytes_text(size):
-    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
-        if size >= factor:
-            return f"{size / factor:.1f} {unit}"
-    return f"{size} B"
-
-
 def rehearsal_measurement(rehearsal):
     """(duration_s, table_bytes or None) from the gate's rehearsal, or None when there is none."""
     if not rehearsal or rehearsal.get("duration_s") is None:
@@ -117,18 +103,19 @@ def judge_estimate(measurement, table_bytes, window_remaining_s, counted=()):
     if estimate is None:
         return True, None, no_measurement(counted)
     duration, measured = measurement
-    basis = (f"rehearsal took {seconds_text(duration)} on {bytes_text(measured)}, this table is "
-             f"{bytes_text(table_bytes)}" if measured else
-             f"rehearsal took {seconds_text(duration)}; it recorded no table size, so not scaled")
-    text = f"estimated {seconds_text(estimate)} ({basis})"
+    basis = (f"rehearsal took {humanize.duration(duration)} on {humanize.size(measured)}, this table is "
+             f"{humanize.size(table_bytes)}" if measured else
+             f"rehearsal took {humanize.duration(duration)}; it recorded no table size, so not scaled")
+    text = f"estimated {humanize.duration(estimate)} ({basis})"
     if window_remaining_s is None:
         return True, estimate, text
     if estimate > window_remaining_s:
-        return False, estimate, (f"{text} is longer than the {seconds_text(max(window_remaining_s, 0))} left in "
+        return False, estimate, (f"{text} is longer than the {humanize.duration(max(window_remaining_s, 0))} left in "
                                  "the maintenance window; run it at the start of a window")
-    return True, estimate, f"{text}, within the {seconds_text(window_remaining_s)} left in the maintenance window"
+    return True, estimate, f"{text}, within the {humanize.duration(window_remaining_s)} left in the maintenance window"
 
 
 def describe_transaction(row):
     who = f"{row.get('usename') or '?'}/{row.get('application_name') or '-'}"
-    return f"pid {row['pid']} ({row.get('state') or 'unknown state'}, open {row['age_s']:.0f}s, {who}): {row['query']}"
+    state = row.get("state") or "unknown state"
+    return f"pid {row['pid']} ({state}, open {humanize.duration(row['age_s'])}, {who}): {row['query']}"

@@ -13,6 +13,7 @@ from ansible_collections.indexops.core.plugins.module_utils import (
     compare,
     constraint_catalog,
     constraints,
+    humanize,
     preflight_constraints,
     queries,
 )
@@ -21,7 +22,7 @@ from ansible_collections.indexops.core.plugins.module_utils import plan as plann
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
 from ansible_collections.indexops.core.plugins.module_utils.plan import describe_build
-from ansible_collections.indexops.core.plugins.module_utils.preflight_report import bytes_text, describe
+from ansible_collections.indexops.core.plugins.module_utils.preflight_report import describe
 
 MAINTAIN_SINCE = 170000  # PostgreSQL 17: the MAINTAIN privilege allows REINDEX
 
@@ -93,7 +94,7 @@ class TargetChecks:
                 self.checks.skip(self.checks.by_name, "the table does not exist")
                 return None
         else:
-            size = bytes_text(row["table_bytes"])
+            size = humanize.size(row["table_bytes"])
             self.checks.passed("table_exists", f"table {spec.qualified_table} exists ({size}, "
                                                f"about {max(row['estimated_rows'], 0)} rows)"
                                                f"{self.partitions_text(row)}")
@@ -111,7 +112,7 @@ class TargetChecks:
             return "; partitioned, with no partitions yet"
         largest = max(leaves, key=lambda item: item["table_bytes"])
         return (f"; partitioned: {len(leaves)} partitions, each indexed concurrently on its own (largest "
-                f"{largest['schema']}.{largest['table']}, {bytes_text(largest['table_bytes'])})")
+                f"{largest['schema']}.{largest['table']}, {humanize.size(largest['table_bytes'])})")
 
     def note_table(self, row):
         self.db.table_row = row
@@ -232,7 +233,7 @@ class TargetChecks:
         if isinstance(outcome, planner.Plan):
             state = "valid" if existing["valid"] else "INVALID"
             self.checks.passed("index_exists", f"index {index} exists on {row['schema']}.{row['table']} ({state}, "
-                                               f"{bytes_text(existing['size_bytes'])})")
+                                               f"{humanize.size(existing['size_bytes'])})")
         else:
             self.say_plan("index_exists", outcome, index)
         maintain = (self.action == "rebuild" and self.facts["server_version"] >= MAINTAIN_SINCE

@@ -235,8 +235,8 @@ def made_by(jobs):
 
 
 def change_row(entry, now_s):
-    """The status table's cells for one pg_index_status changes[] entry (no host, environment or
-    database: the controller adds those). ``now_s`` dates a build from its elapsed time."""
+    """The status table's cells for one change status (an entry of pg_index_status's changes; no host,
+    environment or database: the controller adds those). ``now_s`` dates a build from its elapsed time."""
     index_state_ = entry.get("index_state") or {}
     build, job, state = entry.get("build"), entry.get("job"), entry.get("state") or NONE
     maker = entry.get("made_by") or job

@@ -5,7 +5,7 @@ pg_stat_progress_create_index and (when readable) indexops.jobs, so a role with 
 SELECT on the ledger is enough.
 
 A leftover is any index that is not valid: the remains of a failed or cancelled CREATE INDEX
-CONCURRENTLY (kind invalid) or REINDEX CONCURRENTLY (kind ccnew / ccold), or a build that is
+CONCURRENTLY (type invalid) or REINDEX CONCURRENTLY (type ccnew / ccold), or a build that is
 still running. Whether someone is building it is decided conservatively, because the cleanup
 playbook drops only what nobody builds:
 
@@ -40,7 +40,7 @@ from ansible_collections.indexops.core.plugins.module_utils.names import (
 )
 from ansible_collections.indexops.core.plugins.module_utils.progress import eta_s, percent_done, phase_percent
 
-CC_KINDS = (("ccnew", re.compile(r"_ccnew[0-9]*$")), ("ccold", re.compile(r"_ccold[0-9]*$")))
+LEFTOVER_TYPES = (("ccnew", re.compile(r"_ccnew[0-9]*$")), ("ccold", re.compile(r"_ccold[0-9]*$")))
 REINDEX_CONCURRENTLY = "REINDEX CONCURRENTLY"
 INDEX_RELKINDS = ("i", "I")
 LOCK_TIMEOUT = READ_LOCK_TIMEOUT  # without spec.py: this payload carries no pglast
@@ -53,9 +53,10 @@ BUILD_COUNTERS = ("blocks_done", "blocks_total", "tuples_done", "tuples_total", 
 READ_LEDGER_GRANTS = "GRANT USAGE ON SCHEMA indexops TO <role>; GRANT SELECT ON indexops.jobs TO <role>"
 
 
-def leftover_kind(name):
-    """invalid, ccnew or ccold, from the index name (REINDEX CONCURRENTLY's suffixes)."""
-    return next((kind for kind, pattern in CC_KINDS if pattern.search(name)), "invalid")
+def leftover_type(name):
+    """invalid, ccnew or ccold, from the index name (REINDEX CONCURRENTLY's suffixes). A "type", not a
+    "kind": kind is the kind of a run (apply, rehearse, rollback) everywhere else."""
+    return next((type_ for type_, pattern in LEFTOVER_TYPES if pattern.search(name)), "invalid")
 
 
 def build_of(index, builds, partition_indexes=()):
@@ -66,7 +67,7 @@ def build_of(index, builds, partition_indexes=()):
                    or (row.get("index_name") and row["index_name"] in partition_indexes)), None)
     if direct is not None:
         return direct
-    if leftover_kind(index["name"]) != "invalid":
+    if leftover_type(index["name"]) != "invalid":
         reindex = next((row for row in builds
                         if row["command"] == REINDEX_CONCURRENTLY and row["relid"] == index["table_oid"]), None)
         if reindex is not None:
@@ -131,7 +132,8 @@ def leftover(row, builds, summarize):
         "schema": row["schema"],
         "name": row["name"],
         "table": row["table"],
-        "kind": leftover_kind(row["name"]),
+        "leftover_type": leftover_type(row["name"]),
+        "kind": leftover_type(row["name"]),  # deprecated (RETURN): the same as leftover_type, kept for callers
         "valid": row["valid"],
         "ready": row["ready"],
         "being_built": build is not None,

@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass
 
 from ansible_collections.indexops.core.plugins.module_utils.catalog import fetch_all, fetch_one
+from ansible_collections.indexops.core.plugins.module_utils.humanize import duration
 
 # Lock types that mean "waiting for another transaction to end"; every other type is a lock on
 # something (relation, object, tuple, ...) that others may queue behind.
@@ -118,7 +119,7 @@ def blocking_sessions(conn, pid):
 
 
 def describe_session(row):
-    age = f", transaction open {row['xact_age_s']:.0f}s" if row.get("xact_age_s") is not None else ""
+    age = f", transaction open {duration(row['xact_age_s'])}" if row.get("xact_age_s") is not None else ""
     app = row.get("application_name") or "no application_name"
     return f"pid {row['pid']} ({app}, {row.get('state') or 'unknown state'}{age}): {row.get('query') or ''}".strip()
 
@@ -132,7 +133,7 @@ class LockWaitCut(Exception):
     pgcode = "55P03"
 
     def __init__(self, waited_s, blockers):
-        super().__init__(f"waited {waited_s:.1f}s for a lock, longer than lock_timeout")
+        super().__init__(f"waited {duration(waited_s)} for a lock, longer than lock_timeout")
         self.lock_wait_s = waited_s
         self.blockers = blockers
 
@@ -141,7 +142,7 @@ class TransactionWaitExceeded(Exception):
     """A watched statement waited on other transactions past build_wait_timeout and was cancelled."""
 
     def __init__(self, waited_s, blockers):
-        super().__init__(f"waited {waited_s:.1f}s for other transactions")
+        super().__init__(f"waited {duration(waited_s)} for other transactions")
         self.waited_s = waited_s
         self.blockers = blockers
 

@@ -34,7 +34,8 @@ CONTENDERS = ("plain", "concurrent", "pg_index")
 SCENARIOS = ("write_availability", "long_build", "lock_queue", "drop_long_reader", "reporting_workload",
              "status_scale", "polling")
 TARGETS = {"pg_index_max_stall", "plain_ddl_stall", "pg_index_writes_vs_cic", "pg_index_wall_overhead",
-           "status_scale", "polling_cost", "reporting_attempts", "reporting_build_time", "drop_long_reader"}
+           "status_scale", "status_scale_500", "polling_cost", "reporting_attempts", "reporting_build_time",
+           "drop_long_reader"}
 REPORT_S = 1.0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

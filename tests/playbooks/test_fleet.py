@@ -20,6 +20,7 @@ pytestmark = pytest.mark.playbook
 
 COUNT = 32
 TABLE_TASK = "indexops_status : Print the status table"
+DATABASES_TASK = "indexops_preflight : Show the answer of every database of this server"
 
 
 @pytest.fixture
@@ -64,3 +65,48 @@ def test_status_reads_every_database_of_a_server_in_one_run_each_with_its_row(ru
     assert "unreachable" in refused_line and "stg-server" in refused_line, refused_line
     markdown = sorted(runner.flows.reports_dir.glob("status-*.md"))[-1].read_text()
     assert f"| stg-server | {leftover} | invalid |" in markdown
+
+
+@pytest.fixture
+def owned_fleet(runner):  # noqa: F811
+    """31 copies of the flows' database whose public.orders a LOGIN role owns (the role outlives the copies)."""
+    db = runner.flows.db
+    with Roles(db) as roles:
+        role, params = roles.make("ALTER TABLE public.orders OWNER TO {role}",
+                                  "GRANT CREATE ON SCHEMA public TO {role}")
+        with Fleet(db, 31) as fleet:
+            for name in fleet.names:
+                fleet.admin("GRANT CREATE, TEMPORARY ON DATABASE {} TO {}", name, role)
+            yield fleet, role, params
+
+
+def test_preflight_checks_every_database_of_a_server_and_the_report_has_a_row_for_each(runner, owned_fleet):  # noqa: F811
+    fleet, role, params = owned_fleet
+    refused, taken = fleet.names[2], fleet.names[12]
+    fleet.admin("REVOKE CONNECT ON DATABASE {} FROM PUBLIC", refused)
+    fleet.run(taken, f"CREATE INDEX {INDEX} ON public.orders (id)")
+    inventory = runner.inventory("staging", "stg-server", indexops_login_user=role,
+                                 indexops_login_password=params["login_password"],
+                                 indexops_databases_discover={"include": [fleet.pattern]})
+
+    run = runner.run("preflight", [inventory])
+
+    assert run.returncode != 0, run.describe()
+    # The callback prints each line of the task's message after the host's name.
+    lines = [line.strip().removeprefix("stg-server: ") for line in run.task_output(DATABASES_TASK).splitlines()]
+    go = [line for line in lines if line.endswith(": go") and line.split(":")[0] in fleet.names]
+    assert len(go) == len(fleet.names) - 2, run.describe()
+    assert any(line.startswith(f"{refused}: not checked: could not connect") and "permission denied" in line
+               for line in lines), run.describe()
+    assert any(line.startswith(f"{taken}: NO-GO: index_name: ") for line in lines), run.describe()
+    [report] = sorted((runner.flows.reports_dir / CHANGE).glob("staging-*.md"))
+    markdown = report.read_text()
+    assert "| Database | Result | Reasons |" in markdown
+    assert f"| {taken} | **no-go** | index\\_name: " in markdown or f"| {taken} | **no-go** | index_name: " in markdown
+    assert f"| {refused} | **not checked** | not checked: could not connect" in markdown
+    assert f"| {fleet.names[0]} | go | \\- |" in markdown  # indexops_md_text escapes a cell's leading "-"
+    # Read-only: no copy got the index.
+    with fleet.connect(fleet.names[0]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"public.{INDEX}",))
+        assert cur.fetchone()[0] is None
+    conn.close()

@@ -187,7 +187,7 @@ def test_bench_harness_runs_on_a_tiny_table(db, tmp_path):
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in ("## Targets", "## Write availability (part 2)", "## Long build", "## Lock queue (part 3)",
                     "## Drop under a long reader (issue 9)", "## Reporting workload (issue 9)",
-                    "## Status scale (part 4)", "## Progress polling cost (part 5)"):
+                    "## Status scale (part 4, issue 12)", "## Progress polling cost (part 5)"):
         assert heading in report
 
     # One picture per scenario that measures latencies, a panel per run (write availability: the builds).

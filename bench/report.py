@@ -75,29 +75,6 @@ def figure(res: dict[str, Any], scenario: str) -> list[str]:
             "span shaded.*", ""]
 
 
-def measured_in(lines: list[str], sc: dict[str, Any]) -> list[str]:
-    """After each scenario's heading, which earlier run measured it when it was kept (--update)."""
-    headings = {TITLES_IN_HEADINGS[name]: s["measured_in"] for name, s in sc.items()
-                if s.get("measured_in") and name in TITLES_IN_HEADINGS}
-    out = []
-    for line in lines:
-        out.append(line)
-        found = next((m for prefix, m in headings.items() if line.startswith(prefix)), None)
-        if found:
-            out += ["", f"*Measured in an earlier run ({found.get('generated_at')}, `{found.get('command')}`), "
-                        "kept by `--update`.*"]
-    return out
-
-
-# The heading each scenario's section starts with.
-TITLES_IN_HEADINGS = {
-    "write_availability": "## Write availability (part 2)", "long_build": "## Long build",
-    "lock_queue": "## Lock queue", "drop_long_reader": "## Drop under a long reader",
-    "reporting_workload": "## Reporting workload", "status_scale": "## Status scale",
-    "polling": "## Progress polling cost", "partitioned": "## Write availability on a partitioned table",
-}
-
-
 def render_markdown(res: dict[str, Any]) -> str:
     m, p, t = res["machine"], res["parameters"], res.get("table", {})
     sc = res.get("scenarios", {})
@@ -113,6 +90,15 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines.append(f"- Command: `{res['invoked_as']}`, which ran `{res['command']}`.")
     else:
         lines.append(f"- Command: `{res['command']}`.")
+    for update in res.get("updates") or ([res["update"]] if res.get("update") else []):
+        lines.append(
+            f"- Updated: {', '.join(f'`{name}`' for name in update['scenarios'])} re-run on {update['generated_at']} "
+            f"({update['elapsed_s']:.0f} s) by `{update.get('invoked_as') or update['command']}`, which ran "
+            f"`{update['command']}`, on PostgreSQL {update.get('postgresql_version')}; load average "
+            f"{', '.join(f'{x:.2f}' for x in update.get('loadavg_start') or [])} at its start and "
+            f"{', '.join(f'{x:.2f}' for x in update.get('loadavg_end') or [])} at its end.")
+    if res.get("updates") or res.get("update"):
+        lines.append("- Every other figure is of the run above.")
     lines += [
         f"- Machine: {m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB memory, {m['os']}, "
         f"Python {m['python']}; load average {', '.join(f'{x:.2f}' for x in m['loadavg_start'])} at the start and "
@@ -132,12 +118,10 @@ def render_markdown(res: dict[str, Any]) -> str:
         + (f"each at most {p['rate']:g} per second" if p.get("rate") else "as fast as they can")
         + f"; {p['baseline_s']:g} s baseline, the operation, "
         f"{p['after_s']:g} s after. pg_index ran with lock_timeout {p['lock_timeout']}.",
+        "",
+        "## Targets",
+        "",
     ]
-    kept = [(name, s["measured_in"]) for name, s in sc.items() if s.get("measured_in")]
-    if kept:
-        lines.append("- Kept from earlier runs (`--update`), as each section says: "
-                     + "; ".join(f"{name.replace('_', ' ')} ({m.get('generated_at')})" for name, m in kept) + ".")
-    lines += ["", "## Targets", ""]
     lines += table(["target", "measured", "limit", "result", "why (for a miss), or a note"],
                    [[x["target"], num(x.get("measured")), num(x.get("limit")), VERDICT[x["met"]],
                      x.get("why") or x.get("note") or ""]
@@ -255,17 +239,21 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += figure(res, "drop_long_reader")
     if "status_scale" in sc:
         s = sc["status_scale"]
-        lines += ["## Status scale (part 4)", ""]
-        lines += [f"`ansible-playbook playbooks/status.yml` over a generated inventory whose hosts are sandbox "
-                  "databases (each a copy of a small database with a 10,000-row orders table and one of the "
-                  "example changes' indexes; no ledger), "
-                  f"with the repository's ansible.cfg (forks {s.get('forks')}). Wall time of the whole run, "
-                  "including Ansible's start-up.", ""]
-        lines += table(["databases", "runs (s)", "median wall s", "rows in the table", "control: ansible ping s"],
+        lines += ["## Status scale (part 4, issue 12)", ""]
+        lines += ["`ansible-playbook playbooks/status.yml` over a generated inventory with one host, a server carrying "
+                  "N sandbox databases in `indexops_databases` (each a copy of a small database with a 10,000-row "
+                  "orders table and one of the example changes' indexes; no ledger): one pg_index_status run reads "
+                  f"them all, {s.get('max_connections')} at a time (`indexops_max_connections`). Wall time of the "
+                  "whole run, including Ansible's start-up. *Created in* is the time `CREATE DATABASE ... TEMPLATE` "
+                  "took for the databases this size added (not part of the run).", ""]
+        lines += table(["databases", "runs (s)", "median wall s", "rows in the table", "created in s",
+                        "control: ansible ping s"],
                        [[r["databases"], ", ".join(f"{w:.2f}" for w in r["wall_s"]), num(r["median_wall_s"], ".2f"),
-                         r["rows"], num(r.get("ping_wall_s"), ".2f")] for r in s["runs"]])
-        lines += [f"Ratio, {s['largest']} databases to {s['smallest']}: {num(s['ratio_50_to_1'], '.3f')} "
-                  f"(ansible.builtin.ping alone over the same inventories: {num(s.get('ping_ratio'), '.3f')}).", ""]
+                         r["rows"], num(r.get("create_s"), ".1f"), num(r.get("ping_wall_s"), ".2f")]
+                        for r in s["runs"]])
+        lines += [f"Ratios to 1 database: 50 databases {num(s.get('ratio_50_to_1'), '.3f')}, 500 databases "
+                  f"{num(s.get('ratio_500_to_1'), '.3f')}; {s['largest']} to {s['smallest']}: "
+                  f"{num(s.get('ratio_largest_to_smallest'), '.3f')}.", ""]
     if "polling" in sc:
         s = sc["polling"]
         lines += ["## Progress polling cost (part 5)", ""]
@@ -299,7 +287,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += write_rows(s["rows"])
         lines += module_notes(s["rows"])
         lines += figure(res, "partitioned")
-    return "\n".join(measured_in(lines, sc)).rstrip() + "\n"
+    return "\n".join(lines).rstrip() + "\n"
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.indexops.core.plugins.module_utils import states
 
 COLUMNS = (("change", "CHANGE"), ("index", "INDEX"), ("environment", "ENV"), ("host", "HOST"),
-           ("state", "STATE"), ("progress", "PROGRESS"), ("started", "STARTED (UTC)"),
+           ("database", "DATABASE"), ("state", "STATE"), ("progress", "PROGRESS"), ("started", "STARTED (UTC)"),
            ("duration", "DURATION"), ("owner", "OWNER"), ("last_error", "LAST ERROR"))
 # Console cells are cut to this many characters; the JSON and Markdown reports keep them whole.
-CELL_MAX = {"progress": 100, "last_error": 70, "owner": 32, "change": 32, "index": 40}
+CELL_MAX = {"progress": 100, "last_error": 70, "owner": 32, "change": 32, "index": 40, "database": 32}
 NONE = states.NONE
 # Every state a row can be in: what indexops_status_fail_on accepts.
 STATES = states.ROW_STATES
@@ -50,19 +50,19 @@ def _split_table(index):
 
 
 def indexops_status_requests(loaded, default_db, environment):
-    """[{db, owner, change: <pg_index_status changes entry>}] for every change file loaded without error."""
+    """[{db, owner, change: <pg_index_status changes entry>}] for every change file loaded without error.
+    A change file that names its database carries it in ``change.database``: it is read there only."""
     requests = []
     for item in (loaded or {}).get("results", []):
         if item.get("failed") or not item.get("id"):
             continue
         index = item.get("index") or {}
         schema, table = _split_table(index)
-        requests.append({
-            "db": item.get("database") or default_db,
-            "owner": item.get("owner"),
-            "change": {"id": item["id"], "action": item.get("action"), "environment": environment,
-                       "index": {"name": index.get("name"), "schema": schema, "table": table}},
-        })
+        change = {"id": item["id"], "action": item.get("action"), "environment": environment,
+                  "index": {"name": index.get("name"), "schema": schema, "table": table}}
+        if item.get("database"):
+            change["database"] = item["database"]
+        requests.append({"db": item.get("database") or default_db, "owner": item.get("owner"), "change": change})
     return requests
 
 
@@ -73,6 +73,30 @@ def indexops_status_databases(requests, default_db):
         if request["db"] not in out:
             out.append(request["db"])
     return out
+
+
+def indexops_fleet_databases(default_db, databases=None, discover=None):
+    """The ``databases`` option of a module reading one host: the inventory's indexops_databases, else
+    [indexops_db] unless indexops_databases_discover alone selects them. Databases change files name
+    are added by the module itself (changes[].database)."""
+    if databases:
+        return list(databases)
+    return [] if discover else [default_db]
+
+
+def _read_items(reads):
+    """The per-database answers of one host: a registered loop (one item per database, the item being its
+    name) or one pg_index_status run over many databases (its database_results). A run that failed as a
+    whole (e.g. discovery could not connect) is one item, for the host's default database."""
+    reads = reads or {}
+    if "results" in reads:
+        return list(reads["results"])
+    if "database_results" in reads:
+        return [{**entry, "item": entry.get("database")} for entry in reads["database_results"]]
+    if not reads:
+        return []
+    # A one-database read that worked has its lists; a failed run has only its msg.
+    return [{**reads, "item": reads.get("database") or NONE, "failed": "builds" not in reads}]
 
 
 def _row(host, environment, database, **cells):
@@ -88,6 +112,14 @@ def _one_line(message, default=NONE):
     """A message as one line: a multi-line one (argument validation lists each problem) is joined."""
     lines = [line.strip() for line in str(message or "").strip().splitlines() if line.strip()]
     return " ".join(lines) if lines else default
+
+
+def _server_said(message):
+    """': <the server's FATAL reason>' of a refused connection, which libpq puts after the address (so the
+    console's cut LAST ERROR cell would lose it), e.g. ': permission denied for database "t1"'; '' otherwise."""
+    _, fatal, reason = message.partition("FATAL:")
+    reason = reason.split("DETAIL:")[0].strip().rstrip(".")
+    return f": {reason}" if fatal and reason else ""
 
 
 def _newest_lost_jobs(jobs):
@@ -106,7 +138,7 @@ def indexops_status_rows(reads, host, environment, requests):
     owners = {request["change"]["id"]: request.get("owner") for request in requests or []}
     change_ids = set(owners)
     rows = []
-    for item in (reads or {}).get("results", []):
+    for item in _read_items(reads):
         database = item.get("item")
         # failed_when: false keeps a failed read's msg but sets failed to false: a read that worked
         # always names its database.
@@ -116,7 +148,7 @@ def indexops_status_rows(reads, host, environment, requests):
             unreachable = bool(item.get("unreachable")) or message.startswith(CONNECT_FAILURE)
             rows.append(_row(host, environment, database, change="*",
                              state="unreachable" if unreachable else "error",
-                             progress=f"database {database} not read", last_error=message))
+                             progress=f"database {database} not read{_server_said(message)}", last_error=message))
             continue
         tied = set()
         for entry in item.get("changes") or []:
@@ -344,6 +376,7 @@ class FilterModule:
         return {
             "indexops_status_requests": indexops_status_requests,
             "indexops_status_databases": indexops_status_databases,
+            "indexops_fleet_databases": indexops_fleet_databases,
             "indexops_status_rows": indexops_status_rows,
             "indexops_status_table": indexops_status_table,
             "indexops_status_failing": indexops_status_failing,

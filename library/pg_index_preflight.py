@@ -44,7 +44,8 @@ options:
     description:
       - The change document as loaded from its YAML file (the keys C(id), C(owner), C(reason),
         C(database), C(action), C(index), C(expected), C(rollback)).
-      - When it names a C(database), that database is checked instead of O(db).
+      - When it names a C(database), that database is checked instead of O(db) (and, with O(databases) or
+        O(discover), instead of every database they select).
     type: dict
     required: true
   long_transaction_threshold:
@@ -78,6 +79,7 @@ options:
     default: false
 extends_documentation_fragment:
   - indexops.core.connection
+  - indexops.core.fleet
 attributes:
   check_mode:
     support: full
@@ -126,6 +128,13 @@ EXAMPLES = r"""
     var: preflight.reasons
   when: not preflight.go
 
+- name: Check the change in every tenant database of the server, 4 at a time
+  pg_index_preflight:
+    db: postgres
+    discover: {include: ["tenant_*"]}
+    change: "{{ change }}"
+  register: fleet
+
 - name: Refuse a build that will not fit in the maintenance window
   pg_index_preflight:
     db: shop
@@ -142,12 +151,37 @@ changed:
   returned: always
   type: bool
 go:
-  description: True when no check failed.
+  description:
+    - True when no check failed. With O(databases) or O(discover), when every database selected was checked and
+      no check failed in any of them.
   returned: always
   type: bool
 reasons:
-  description: "One line per failed check: the check's name, a colon, what was found and what to do."
+  description:
+    - "One line per failed check: the check's name, a colon, what was found and what to do."
+    - "With O(databases) or O(discover), each prefixed C(database <name>:), plus one line per database that could
+      not be checked (C(database <name>: not checked: <why>))."
   returned: always
+  type: list
+  elements: str
+database_results:
+  description:
+    - With O(databases) or O(discover) only, one entry per database, in the order of O(databases), then the
+      discovered ones by name. Each has C(database), C(failed) and, when it was checked, every key the
+      one-database result has (C(go), C(reasons), C(checks), C(table), ...); one that could not be checked has
+      C(failed=true), C(msg) and C(retry_safe) instead, and the others are checked all the same.
+    - The top-level RV(checks), RV(long_transactions) and RV(equivalent_indexes) are then empty, RV(table) and
+      RV(estimate_s) null; RV(digest), RV(role) and RV(server_version) are those of the first database checked.
+  returned: with O(databases) or O(discover)
+  type: list
+  elements: dict
+databases_read:
+  description: With O(databases) or O(discover), how many databases were checked.
+  returned: with O(databases) or O(discover)
+  type: int
+databases_failed:
+  description: With O(databases) or O(discover), the databases that could not be checked, in order.
+  returned: with O(databases) or O(discover)
   type: list
   elements: str
   sample: ["equivalent_index: table public.orders already has an equivalent valid index: orders_cust_idx (...)"]
@@ -266,6 +300,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.indexops.core.plugins.module_utils import fleet
 from ansible_collections.indexops.core.plugins.module_utils.connection import (
     HAS_PSYCOPG2,
     connect,
@@ -279,6 +314,7 @@ if HAS_PSYCOPG2 and HAS_PGLAST:
         Preflight,
         application_name,
         connection_params,
+        run_fleet,
     )
 
 
@@ -293,11 +329,15 @@ def argument_spec():
         window_remaining_s={"type": "float"},
         fail_on_nogo={"type": "bool", "default": False},
     )
+    spec.update(fleet.argument_spec())
     return spec
 
 
 def run(params):
     change = params["change"]
+    fleet.check_options(params)
+    if fleet.wanted(params):
+        return run_fleet(params, lambda database: connect({**params, "db": database}, application_name(change)))
     target = connection_params(params, change)
     preflight = Preflight(lambda: connect(target, application_name(change)), change,
                           threshold=params["long_transaction_threshold"], rehearsal=params["rehearsal"],
@@ -308,6 +348,9 @@ def run(params):
 
 
 def nogo_message(result):
+    if "database_results" in result:
+        return (f"preflight of change {result['change_id']} on {len(result['database_results'])} database(s): "
+                "no-go. " + " | ".join(result["reasons"]) + ". Nothing was changed.")
     return (f"preflight of change {result['change_id']} on database {result['database']}: no-go. "
             + " | ".join(result["reasons"]) + ". Nothing was changed.")
 

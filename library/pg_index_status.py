@@ -91,6 +91,11 @@ options:
       environment:
         description: Only ledger jobs of this environment count. Unset means jobs of every environment.
         type: str
+      database:
+        description:
+          - With O(databases) or O(discover), the database the change file names; the change is read in that
+            database only (which is read even when not selected otherwise). Unset means in every database read.
+        type: str
   change_id:
     description:
       - Return RV(ledger) for this change - every job, oldest first, and the definition a rollback restores.
@@ -101,6 +106,7 @@ options:
     type: str
 extends_documentation_fragment:
   - indexops.core.connection
+  - indexops.core.fleet
 attributes:
   check_mode:
     support: full
@@ -196,6 +202,23 @@ EXAMPLES = r"""
     builds: false
   register: recorded
 
+- name: Read every tenant database of the server in one run, 8 connections at a time
+  pg_index_status:
+    db: postgres
+    discover:
+      include: ["tenant_*"]
+      exclude: ["tenant_test_*"]
+    max_connections: 8
+    changes:
+      - id: orders-customer-created
+        index: {name: orders_customer_created_idx, table: public.orders}
+  register: fleet
+
+- name: Say which databases could not be read, and why
+  ansible.builtin.debug:
+    msg: "{{ item.database }}: {{ item.msg }}"
+  loop: "{{ fleet.database_results | selectattr('failed') }}"
+
 - name: Check a few indexes as a pg_monitor role, without listing leftovers
   pg_index_status:
     db: shop
@@ -212,18 +235,49 @@ changed:
   returned: always
   type: bool
 database:
-  description: The database that was read.
+  description:
+    - The database that was read. With O(databases) or O(discover), O(db) as given (null when unset).
   returned: always
   type: str
 server_version:
-  description: C(server_version) of the server.
+  description:
+    - C(server_version) of the server. With O(databases) or O(discover), of the first database read (null when
+      none could be read).
   returned: always
   type: str
   sample: "16.4"
 progress_visible:
-  description: Whether this role sees other roles' builds (superuser or member of pg_read_all_stats).
+  description:
+    - Whether this role sees other roles' builds (superuser or member of pg_read_all_stats). With O(databases)
+      or O(discover), whether it does in every database read.
   returned: always
   type: bool
+database_results:
+  description:
+    - With O(databases) or O(discover) only, one entry per database read, in the order of O(databases), then the
+      discovered ones by name, then those O(changes[].database) adds.
+    - Each entry has C(database), C(failed) and, when it was read, every key the one-database result has
+      (RV(builds), RV(leftovers), RV(indexes), RV(changes), RV(lost_jobs), RV(ledger) with O(change_id), ...).
+      A database that could not be read (it does not answer, the role may not connect, a query failed) has
+      C(failed=true), C(msg) (what went wrong and what to do) and C(retry_safe) instead; the others are read
+      all the same.
+    - The top-level RV(builds), RV(leftovers), RV(indexes), RV(changes) and RV(lost_jobs) are then empty.
+  returned: with O(databases) or O(discover)
+  type: list
+  elements: dict
+  sample:
+    - {database: tenant_001, failed: false, server_version: "18.1", builds: [], leftovers: [], changes: []}
+    - {database: tenant_002, failed: true, retry_safe: true,
+       msg: "could not connect to PostgreSQL: ... permission denied for database \"tenant_002\" ..."}
+databases_read:
+  description: With O(databases) or O(discover), how many databases were read.
+  returned: with O(databases) or O(discover)
+  type: int
+databases_failed:
+  description: With O(databases) or O(discover), the databases that could not be read, in order.
+  returned: with O(databases) or O(discover)
+  type: list
+  elements: str
 builds:
   description:
     - Every C(CREATE INDEX) / C(REINDEX) in progress in the database (but this session), whoever started
@@ -588,6 +642,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.indexops.core.plugins.module_utils import fleet
 from ansible_collections.indexops.core.plugins.module_utils.connection import (
     HAS_PSYCOPG2,
     connect,
@@ -596,7 +651,7 @@ from ansible_collections.indexops.core.plugins.module_utils.connection import (
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError
 
 if HAS_PSYCOPG2:
-    from ansible_collections.indexops.core.plugins.module_utils.status_read import Status
+    from ansible_collections.indexops.core.plugins.module_utils.status_read import Status, read_fleet
 
 APPLICATION_NAME = "indexops/status"
 
@@ -615,14 +670,19 @@ def argument_spec():
                 "name": {"type": "str", "required": True}, "schema": {"type": "str"}, "table": {"type": "str"}}},
             "action": {"type": "str", "default": "create", "choices": ["create", "drop", "replace", "rebuild"]},
             "environment": {"type": "str"},
+            "database": {"type": "str"},
         }},
         change_id={"type": "str"},
         environment={"type": "str"},
     )
+    spec.update(fleet.argument_spec())
     return spec
 
 
 def run(params):
+    fleet.check_options(params)
+    if fleet.wanted(params):
+        return read_fleet(params, lambda database: connect({**params, "db": database}, APPLICATION_NAME))
     status = Status(lambda: connect(params, APPLICATION_NAME), ledger_owner=params["ledger_owner"])
     return status.run(leftovers=params["leftovers"], indexes=params["indexes"], changes=params["changes"],
                       builds=params["builds"], ledger_jobs=params["ledger"], change_id=params["change_id"],

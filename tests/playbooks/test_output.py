@@ -88,7 +88,7 @@ def test_a_failed_apply_prints_its_error_once_and_the_status_table_is_plain_line
     assert not NOISE.search(status.output), status.describe()
     table = status.task_output(TABLE_TASK).strip().splitlines()
     assert re.fullmatch(r"status at \S+ \(UTC\): \d+ row\(s\)", table[0]), table
-    assert table[1].split()[:5] == ["CHANGE", "INDEX", "ENV", "HOST", "STATE"], table
+    assert table[1].split()[:6] == ["CHANGE", "INDEX", "ENV", "HOST", "DATABASE", "STATE"], table
     [row] = [line for line in table if line.startswith(CHANGE)]
     assert " failed " in row and 'could not get the locks for `CREATE INDEX CONCURRENTLY "orders_custom' in row, row
 

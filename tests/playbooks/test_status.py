@@ -451,8 +451,8 @@ def test_status_over_several_inventories_databases_and_servers_with_one_unreacha
         for host in ("stg-db", "prod-db", "broken-db") + (("qa-db",) if second else ()):
             assert host in table
         markdown = sorted(runner.flows.reports_dir.glob("status-*.md"))[-1].read_text()
-        assert "| orders-customer-created | public.orders_customer_created_idx | production | prod-db | pending |" \
-            in markdown
+        assert ("| orders-customer-created | public.orders_customer_created_idx | production | prod-db | "
+                f"{db.name}_prod2 | pending |") in markdown
 
         failing, _ = runner.status(inventories, change=CHANGE, extra={"indexops_status_fail_on": "unreachable"})
 

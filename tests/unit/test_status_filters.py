@@ -44,7 +44,7 @@ def check_rows(rows, case):
 
 def as_returned(reads):
     """The reads as pg_index_status returns them: each changes[] entry carries its table row."""
-    for item in reads["results"]:
+    for item in reads.get("results") or reads.get("database_results") or []:
         for entry in item.get("changes") or []:
             entry["row"] = states.change_row(entry, 0.0)
     return reads
@@ -80,3 +80,28 @@ def test_a_host_in_two_environment_groups_is_refused():
                 "db2": {"indexops_environment": "production", "group_names": ["postgres", "production"]}}
     [problem] = status.indexops_status_host_conflicts(hostvars, ["db1", "db2"], [])
     assert_mentions(problem, ["host db1", "production, staging", "rename it"])
+
+
+def test_a_database_that_refused_the_connection_says_why_in_its_progress_cell():
+    reads = {"database_results": [{"database": "t2", "failed": True, "msg": (
+        'could not connect to PostgreSQL: connection to server at "h", port 5432 failed: FATAL:  permission denied '
+        'for database "t2"\nDETAIL:  User does not have CONNECT privilege. Expected: a reachable server.')}]}
+
+    [row] = status.indexops_status_rows(reads, "db1", "staging", [])
+
+    assert row["database"] == "t2"
+    assert row["progress"] == 'database t2 not read: permission denied for database "t2"'
+    header, _, line = status.indexops_status_table([row])
+    assert header.split()[:6] == ["CHANGE", "INDEX", "ENV", "HOST", "DATABASE", "STATE"]
+    assert line.split()[:6] == ["*", "-", "staging", "db1", "t2", "unreachable"]
+
+
+@pytest.mark.parametrize(("databases", "discover", "expected"), [
+    (None, None, ["app"]),
+    ([], None, ["app"]),
+    (["t1", "t2"], None, ["t1", "t2"]),
+    (None, {"include": ["t*"]}, []),
+    (["t9"], {"include": ["t*"]}, ["t9"]),
+])
+def test_the_databases_option_of_a_host(databases, discover, expected):
+    assert status.indexops_fleet_databases("app", databases, discover) == expected

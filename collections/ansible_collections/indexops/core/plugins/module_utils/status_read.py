@@ -29,7 +29,7 @@ import time
 import psycopg2
 import psycopg2.errors
 
-from ansible_collections.indexops.core.plugins.module_utils import catalog, ledger, queries, states
+from ansible_collections.indexops.core.plugins.module_utils import catalog, fleet, ledger, queries, states
 from ansible_collections.indexops.core.plugins.module_utils.connection import READ_LOCK_TIMEOUT
 from ansible_collections.indexops.core.plugins.module_utils.errors import IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.names import (
@@ -168,8 +168,11 @@ def check_change(item):
     table = index.get("table")
     if table:
         check_qualified_name(table, f"change {change_id!r}: index.table")
+    database = item.get("database")
+    if database is not None:
+        fleet.check_name(database, f"change {change_id!r}: database")
     return {"id": change_id, "action": item.get("action") or "create", "schema": schema, "name": name,
-            "table": table, "environment": item.get("environment")}
+            "table": table, "environment": item.get("environment"), "database": database}
 
 
 def missing_index(schema, name, table=None):
@@ -367,3 +370,50 @@ class Status:
         with self.conn.cursor() as cur:
             for name, value in SESSION_SETTINGS:
                 cur.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+
+
+# ---------------------------------------------------------------------- many databases of one server
+
+FLEET_READ_KEYS = ("leftovers", "indexes", "builds", "change_id", "environment")
+
+
+def check_input(params):
+    """Every option checked before anything connects, as the one-database path does in Status.run."""
+    for item in params.get("indexes") or []:
+        locate(item)
+    for item in params.get("changes") or []:
+        check_change(item)
+    if params.get("change_id") is not None and not params["change_id"].strip():
+        raise input_error("change_id is empty", "the id of a change file, or no change_id at all")
+    fleet.check_options(params)
+
+
+def read_fleet(params, connect_to):
+    """The status of every database the fleet options select, one Status run per database, at most
+    max_connections at a time. ``connect_to(database)`` opens a connection to that database.
+
+    Each database's answer is one entry of database_results, shaped as the one-database result plus
+    ``failed`` (and ``msg`` / ``retry_safe`` when it could not be read). A change naming a database is
+    read there only; any other change in every database."""
+    check_input(params)
+    changes = params.get("changes") or []
+    named = [item["database"] for item in changes if item.get("database")]
+    databases = fleet.databases_of(params, connect_to, named)
+
+    def read_one(database):
+        mine = [item for item in changes if item.get("database") in (None, database)]
+        status = Status(lambda: connect_to(database), ledger_owner=params.get("ledger_owner"))
+        return status.run(changes=mine, ledger_jobs=params.get("ledger", True),
+                          **{key: params.get(key) for key in FLEET_READ_KEYS if params.get(key) is not None})
+
+    entries = fleet.each(databases, read_one, params.get("max_connections") or fleet.DEFAULT_MAX_CONNECTIONS)
+    warnings = fleet.prefixed_warnings(entries)
+    if not databases:
+        warnings.append(fleet.nothing_selected_warning(params))
+    read = [entry for entry in entries if not entry["failed"]]
+    # The one-database keys stay (a contract): the lists are empty here, each database's are in its entry.
+    return {"changed": False, "database": params.get("db"),
+            "server_version": read[0]["server_version"] if read else None,
+            "progress_visible": bool(read) and all(entry["progress_visible"] for entry in read),
+            "builds": [], "leftovers": [], "indexes": [], "changes": [], "lost_jobs": [],
+            "database_results": entries, **fleet.summary(entries), "warnings": warnings}

@@ -813,7 +813,7 @@ def parse_result(stdout: str) -> dict[str, Any]:
 
 MODULE_KEYS = ("action", "duration_s", "attempts", "lock_wait_s", "txn_wait_s", "sql")
 ATTEMPTS_IN_MSG = re.compile(r"\bin (\d+) attempts\b")
-WAITED_IN_MSG = re.compile(r"\((\d+(?:\.\d+)?)s waited\)")
+WAITED_IN_MSG = re.compile(r"\((\d+(?:\.\d+)?) ?s waited\)")
 
 
 def module_summary(result: dict[str, Any]) -> dict[str, Any]:

@@ -178,7 +178,7 @@ def test_apply_builds_verifies_records_and_reports_and_a_rerun_changes_nothing(f
 def assert_one_format(stdout, markdown, host):
     """The summary and the Markdown report give durations, sizes and times in humanize's one format:
     no raw bytes, no Python True, no MB meaning MiB, no '0.92 s' next to '1m05s' (issue 16 item 16)."""
-    summary = re.search(rf"pgtest: created, valid, index ({SIZE}), ({DURATION}), 1 attempt\(s\), "
+    summary = re.search(rf"pgtest: created, valid, index ({SIZE}), ({DURATION}), 1 statement\(s\) in 1 attempt\(s\), "
                         rf"lock waits ({DURATION}), waited for other transactions ({DURATION})", stdout)
     assert summary, stdout
     assert re.search(r"finished \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", stdout), stdout
@@ -253,7 +253,8 @@ def test_a_failed_apply_reports_what_it_tried_not_nothing(flows):
         holder.close()
 
     refused(run, "within lock_timeout 200ms in 3 attempts")
-    summary = re.search(r"pgtest: FAILED, ([0-9.]+) s, 3 attempt\(s\), lock waits ([0-9.]+) s", run.output)
+    summary = re.search(r"pgtest: FAILED, ([0-9.]+) s, 1 statement\(s\) in 3 attempt\(s\), lock waits ([0-9.]+) s",
+                        run.output)
     assert summary, run.describe()
     assert float(summary.group(2)) >= 0.6  # below ten seconds humanize says e.g. 0.7 s
     host = flows.report()["hosts"]["pgtest"]
@@ -262,7 +263,7 @@ def test_a_failed_apply_reports_what_it_tried_not_nothing(flows):
                            'USING "btree" ("customer_id", "created_at" DESC)']
     markdown = flows.reports(suffix=".md")[-1].read_text()
     assert "| Action | **failed** |" in markdown
-    assert "| Attempts | 3 (lock waits" in markdown
+    assert "| Attempts | 3 for 1 statement(s) (lock waits" in markdown
     assert "SQL started before it failed:" in markdown and "nothing needed to change" not in markdown
     assert flows.index() is None  # nothing left behind
     [job] = flows.ledger()

@@ -59,6 +59,8 @@ def test_preflight_apply_status_and_rollback_of_an_index_on_a_partitioned_table(
     assert sum("CREATE INDEX CONCURRENTLY" in statement for statement in host["sql"]) == len(LEAVES)
     assert sorted(part["partition"] for part in host["partitions"] if part["leaf"]) == sorted(
         f"public.{leaf}" for leaf in LEAVES)
+    # One attempt per statement when nothing was retried, and the line says so rather than "15 attempt(s)".
+    assert f"{len(host['sql'])} statement(s) in {host['attempts']} attempt(s)" in apply.stdout, apply.describe()
     markdown = pflows.reports(CHANGE, ".md")[-1].read_text()
     assert "Partitions (6 with data):" in markdown
     assert f"| public.order_events_2024q1 | {INDEX}_order_events_2024q1 | built concurrently and attached |" \

@@ -15,7 +15,7 @@ import time
 
 import psycopg2
 
-from ansible_collections.indexops.core.plugins.module_utils import catalog, partitions, sqlcompose
+from ansible_collections.indexops.core.plugins.module_utils import catalog, humanize, partitions, sqlcompose
 from ansible_collections.indexops.core.plugins.module_utils import plan as planner
 from ansible_collections.indexops.core.plugins.module_utils.errors import RERUN_SAFE, IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
@@ -37,7 +37,7 @@ RECONNECT_POLL_S = 1.0
 
 
 def describe_blocker(row):
-    age = f", transaction open {row['xact_age_s']:.0f}s" if row.get("xact_age_s") is not None else ""
+    age = f", transaction open {humanize.duration(row['xact_age_s'])}" if row.get("xact_age_s") is not None else ""
     lock = f", holds {row['lock_mode']}" if row.get("lock_mode") else ""
     return f"pid {row['pid']} ({row.get('state') or 'unknown'}{age}{lock}): {row.get('query') or ''}".strip()
 
@@ -142,7 +142,7 @@ class Session:
             raise IndexOpsError(
                 f"could not read {what} {schema}.{name}: another session holds a lock that blocks even reading "
                 f"its definition, longer than lock_timeout {self.safety.lock_timeout} in {exc.attempts} attempts "
-                f"({exc.lock_wait_s:.1f}s waited). Waiting on: {who}",
+                f"({humanize.duration(exc.lock_wait_s)} waited). Waiting on: {who}",
                 expected="the conflicting transactions to finish within the retry budget",
                 hint=RERUN_SAFE + " Rerun when they finish, or raise lock_retries.",
                 retry_safe=True, blockers=blockers) from None

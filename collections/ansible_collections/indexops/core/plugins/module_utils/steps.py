@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import psycopg2
 
-from ansible_collections.indexops.core.plugins.module_utils import catalog, sqlcompose, waits
+from ansible_collections.indexops.core.plugins.module_utils import catalog, humanize, sqlcompose, waits
 from ansible_collections.indexops.core.plugins.module_utils.errors import RERUN_SAFE, IndexOpsError
 from ansible_collections.indexops.core.plugins.module_utils.retry import (
     RetryBudgetExhausted,
@@ -145,7 +145,7 @@ class StepRunner:
                         "playbooks/cleanup.yml drops it." if left else "")
             raise IndexOpsError(
                 f"the connection to the server was lost while running `{step.text}` "
-                f"and could not be opened again within {RECONNECT_S:.0f}s ({exc.what}). {leftover}",
+                f"and could not be opened again within {humanize.duration(RECONNECT_S)} ({exc.what}). {leftover}",
                 expected="the server to stay reachable during the change",
                 hint="Running again is safe once the server is back.", retry_safe=True) from None
 
@@ -176,7 +176,7 @@ class StepRunner:
         left = self.left_behind(step, schema)
         return IndexOpsError(
             f"could not get the locks for `{step.statement.as_string(self.conn)}` within lock_timeout "
-            f"{self.safety.lock_timeout} in {exc.attempts} attempts ({exc.lock_wait_s:.1f}s waited). "
+            f"{self.safety.lock_timeout} in {exc.attempts} attempts ({humanize.duration(exc.lock_wait_s)} waited). "
             f"Waiting on: {who}",
             expected="the conflicting transactions to finish within the retry budget",
             hint=(RERUN_SAFE if left == NOTHING_LEFT else f"{left} Running again is safe.")
@@ -186,7 +186,8 @@ class StepRunner:
     def transaction_wait_error(self, step, schema, exc):
         oldest = "; ".join(waits.describe_session(row) for row in exc.blockers[:3]) or "no session is visible any more"
         return IndexOpsError(
-            f"`{step.statement.as_string(self.conn)}` waited {exc.waited_s:.1f}s for other transactions to finish, "
+            f"`{step.statement.as_string(self.conn)}` waited {humanize.duration(exc.waited_s)} for other transactions "
+            f"to finish, "
             f"longer than build_wait_timeout {self.safety.build_wait_timeout}, and was stopped. "
             f"Waiting on: {oldest}. {self.left_behind(step, schema)}",
             expected=f"the transactions the build waits for to end within build_wait_timeout "

@@ -2,6 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of playbooks/status.yml: what to ask pg_index_status, and its answers as one table.
 
+Named like the playbook, the role and the module it serves: they are one concept, the status flow
+(README, "Names"); the module's Python is status_read.py, so no two files share a name.
+
 - ``indexops_status_requests(loaded, default_db, environment)``: the change files loaded by
   indexops_change (a registered loop) as pg_index_status ``changes`` entries, with the database each
   is read from.

@@ -228,6 +228,9 @@ partitions:
     bytes:
       description: Size of the partition's main fork.
       type: int
+    estimate_s:
+      description: The partition's share of RV(estimate_s), by size; null without an estimate.
+      type: float
 table:
   description: The table the change works on; null when it does not exist.
   returned: always

@@ -298,6 +298,18 @@ def test_preflight_says_how_many_partitions_and_refuses_a_unique_index_without_t
     name = next(check for check in go["checks"] if check["name"] == "index_name")
     assert "applying builds it" in name["detail"]
 
+    assert all(item["estimate_s"] is None for item in go["partitions"])  # no rehearsal, no estimate
+
+    total = sum(item["bytes"] for item in go["partitions"])
+    rehearsed = run_module("pg_index_preflight", {**pdb.params, "change": preflight_change(),
+                                                  "rehearsal": {"duration_s": 10.0, "table_bytes": total,
+                                                                "environment": "staging"}})
+    shares = {item["partition"]: item["estimate_s"] for item in rehearsed["partitions"]}
+    assert rehearsed["estimate_s"] == pytest.approx(10.0, abs=0.01)
+    assert sum(shares.values()) == pytest.approx(rehearsed["estimate_s"], abs=0.01)  # the shares add up
+    largest = max(rehearsed["partitions"], key=lambda item: item["bytes"])
+    assert shares[largest["partition"]] == max(shares.values())
+
     unique = run_module("pg_index_preflight", {**pdb.params, "change": preflight_change(unique=True)})
     assert unique["go"] is False
     assert any("must include its partition key, but columns leave out region" in reason

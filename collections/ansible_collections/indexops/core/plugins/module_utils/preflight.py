@@ -196,7 +196,15 @@ class Preflight:
         ok, estimate, detail = judge_estimate(self.measurement, self.facts["table"]["bytes"], self.window_remaining_s,
                                               self.rehearsal_environments)
         self.facts["estimate_s"] = None if estimate is None else round(estimate, 3)
+        self.estimate_partitions(estimate)
         (self.checks.passed if ok else self.checks.failed)("estimated_duration", detail)
+
+    def estimate_partitions(self, estimate):
+        """On a partitioned table each partition's build gets its share of the estimate, by size (the
+        builds run one after another, so the shares add up to the whole)."""
+        total = self.facts["table"]["bytes"]
+        for part in self.facts.get("partitions") or []:
+            part["estimate_s"] = None if estimate is None or not total else round(estimate * part["bytes"] / total, 3)
 
 
 # --------------------------------------------------------------------------- many databases of one server

@@ -93,3 +93,18 @@ def test_rollback_of_a_drop_recreates_the_partitioned_index_with_every_partition
     ok(recreated)
     assert pflows.index(INDEX) == before
     assert attached_leaf_indexes(pflows.db) == {leaf: f"{INDEX}_{leaf}" for leaf in LEAVES}
+
+
+def test_a_rehearsal_on_staging_measures_the_whole_partitioned_table_and_leaves_the_index_built(pflows):
+    run = pflows.run("rehearse", "staging", change=CHANGE)
+    ok(run)
+    assert pflows.index(INDEX)[0] is True
+    assert attached_leaf_indexes(pflows.db) == {leaf: f"{INDEX}_{leaf}" for leaf in LEAVES}
+    assert [(job["kind"], job["action"]) for job in pflows.ledger(CHANGE)] == [
+        ("rehearse", "created"), ("rollback", "dropped"), ("rehearse", "created")]
+    measurements = pflows.report(CHANGE)["measurements"]
+    leaves_bytes = pflows.db.fetchval(
+        "SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('public.order_events') WHERE isleaf")
+    # The table size the production estimate scales by is the partitions', not the parent's zero.
+    assert measurements["table_bytes"] == leaves_bytes > 0
+    assert measurements["size_bytes"] > 0 and measurements["table_rows_estimate"] == ROWS

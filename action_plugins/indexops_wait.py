@@ -74,8 +74,8 @@ options:
     type: int
   show_database:
     description:
-      - Name the database (O(db)) in every progress line, after the host: C(<host> db <db>: ...). Apply and rollback
-        over the databases of one server (indexops_waves) set it, so that each line says which database it is about.
+      - "Name the database (O(db)) in every progress line, after the host: C(<host> db <db>: ...). Apply and rollback
+        over the databases of one server (indexops_waves) set it, so that each line says which database it is about."
     type: bool
     default: false
   attached_to:

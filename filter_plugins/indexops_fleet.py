@@ -51,8 +51,8 @@ REST = "rest"
 
 def _wave_sizes(waves):
     if not isinstance(waves, (list, tuple)) or not waves:
-        raise AnsibleFilterError(f"indexops_waves must be a non-empty list of wave sizes such as [1, 10, rest], got {waves!r}; "
-                                 "nothing was changed: fix the inventory and run again")
+        raise AnsibleFilterError(f"indexops_waves must be a non-empty list of wave sizes such as [1, 10, rest], "
+                                 f"got {waves!r}; nothing was changed: fix the inventory and run again")
     sizes = []
     for position, size in enumerate(waves):
         if size == REST and position == len(waves) - 1:
@@ -60,9 +60,9 @@ def _wave_sizes(waves):
         elif isinstance(size, int) and not isinstance(size, bool) and size > 0:
             sizes.append(size)
         else:
-            raise AnsibleFilterError(f"indexops_waves entry {position + 1} is {size!r}: expected a whole number above 0, "
-                                     "or 'rest' as the last entry (e.g. [1, 10, rest]); nothing was changed: fix the "
-                                     "inventory and run again")
+            raise AnsibleFilterError(f"indexops_waves entry {position + 1} is {size!r}: expected a whole number "
+                                     "above 0, or 'rest' as the last entry (e.g. [1, 10, rest]); nothing was changed: "
+                                     "fix the inventory and run again")
     return sizes
 
 
@@ -140,12 +140,12 @@ def indexops_wave_host(rows, kind, waves, stopped_after=None, budget=0):
     failed = [row for row in rows or [] if row["outcome"] == "failed"]
     error = None
     if failed:
-        named = "; ".join(f"{row['database']}: {row['error']}" for row in failed[:FAILED_NAMED])
+        named = "; ".join(f"{row['database']}: {row['error'].rstrip('.')}" for row in failed[:FAILED_NAMED])
         more = f"; and {len(failed) - FAILED_NAMED} more (see the report)" if len(failed) > FAILED_NAMED else ""
         stop = (f", stopped after wave {stopped_after} of {waves}" if stopped_after and int(stopped_after) < waves
                 else "")
-        error = (f"{len(failed)} of {len(rows)} database(s) failed (failure budget {budget}){stop}: {named}{more}; "
-                 f"done {summary['counts']['done']}, unchanged {summary['counts']['unchanged']}, "
+        error = (f"{len(failed)} of {len(rows)} database(s) failed (failure budget {budget}){stop}: {named}{more}. "
+                 f"Done {summary['counts']['done']}, unchanged {summary['counts']['unchanged']}, "
                  f"not touched {summary['counts']['not touched']}. Rerunning is safe: databases already done change "
                  "nothing")
     return {"kind": kind, "waves": waves, "stopped_after": int(stopped_after) if stopped_after else None,

@@ -171,9 +171,11 @@ def test_apply_goes_over_a_servers_databases_in_waves_stops_at_a_failure_and_a_r
     assert lines[broken].startswith("FAILED: ") and "could not create unique index" in lines[broken], lines[broken]
     assert all(lines[name] == "not touched" for name in rest), lines
     # The one failure line says what failed, what was not touched, and that a rerun is safe.
-    assert (f"1 of {COUNT} database(s) failed (failure budget 0), stopped after wave 2 of 3: {broken}: "
-            "could not create unique index") in run.failures, run.failures
-    assert f"not touched {len(rest)}. Rerunning is safe" in run.failures, run.failures
+    failure = run.failures
+    stopped = f"1 of {COUNT} database(s) failed (failure budget 0), stopped after wave 2 of 3: {broken}: "
+    assert stopped in failure, failure
+    assert 'could not create unique index "orders_ref_uq". Key (ref)=(1) is duplicated' in failure, failure
+    assert f"Done 10, unchanged 0, not touched {len(rest)}. Rerunning is safe" in failure, failure
     # Every progress line names its database.
     assert f"stg-server db {canary[0]}: " in run.stdout, run.describe()
     # The database decided: the index where it was built, none (and no invalid leftover) elsewhere.
@@ -187,7 +189,8 @@ def test_apply_goes_over_a_servers_databases_in_waves_stops_at_a_failure_and_a_r
     assert not report["success"] and host["counts"] == {"done": 10, "unchanged": 0, "failed": 1, "not touched": 21}
     assert [row["database"] for row in host["databases"]] == fleet.names
     markdown = runner.flows.reports(UNIQUE_CHANGE, ".md")[-1].read_text()
-    assert "**10 done, 0 unchanged, 1 failed, 21 not touched** over 32 database(s) in 3 wave(s), stopped after wave 2" in markdown
+    assert ("**10 done, 0 unchanged, 1 failed, 21 not touched** over 32 database(s) in 3 wave(s), "
+            "stopped after wave 2") in markdown
     assert f"| {rest[0]} | 3 | not touched | none |" in markdown
 
     fleet.run(broken, "UPDATE public.orders SET ref = id")
@@ -219,8 +222,8 @@ def test_a_change_file_that_names_a_database_goes_there_only_and_bad_waves_chang
     refused = runner.run("apply", [inventory], change=UNIQUE_CHANGE)
 
     assert refused.returncode != 0
-    assert "indexops_waves entry 1 is 0: expected a whole number above 0, or 'rest' as the last entry" in refused.failures, \
-        refused.describe()
+    expected = "indexops_waves entry 1 is 0: expected a whole number above 0, or 'rest' as the last entry"
+    assert expected in refused.failures, refused.describe()
     assert all(has_index(fleet, name) is None for name in fleet.names), "bad waves change nothing"
 
     runner.flows.write_change(UNIQUE_CHANGE, database=fleet.names[5], index={

@@ -56,10 +56,10 @@ def test_host_entry_fails_with_one_line_that_names_the_failed_and_counts_the_res
     plan = [["a"], ["b", "c"], ["d", "e"]]
     rows = fleet.indexops_wave_outcome(plan, {"a": {"changed": True, "action": "created"},
                                               "b": {"changed": True, "action": "created"},
-                                              "c": {"error": "could not create unique index \"x\""}})
+                                              "c": {"error": "could not create unique index \"x\"."}})
     host = fleet.indexops_wave_host(rows, "apply", 3, "2", 0)
     assert host["error"] == ('1 of 5 database(s) failed (failure budget 0), stopped after wave 2 of 3: '
-                             'c: could not create unique index "x"; done 2, unchanged 0, not touched 2. '
+                             'c: could not create unique index "x". Done 2, unchanged 0, not touched 2. '
                              'Rerunning is safe: databases already done change nothing')
     assert host["stopped_after"] == 2 and host["changed"] and not host["valid"]
     clean = fleet.indexops_wave_host(fleet.indexops_wave_outcome([["a"]], {"a": {"changed": False, "action": "none"}}),

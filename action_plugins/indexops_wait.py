@@ -72,6 +72,12 @@ options:
   time_limit:
     description: The job's C(async) time limit in seconds, named in the message when the job ran past it.
     type: int
+  show_database:
+    description:
+      - "Name the database (O(db)) in every progress line, after the host: C(<host> db <db>: ...). Apply and rollback
+        over the databases of one server (indexops_waves) set it, so that each line says which database it is about."
+    type: bool
+    default: false
   attached_to:
     description:
       - Attaching only; the RV(pg_index_status#module:changes) entry that found the change V(building). The
@@ -220,6 +226,7 @@ class ActionModule(ActionBase):
             "timeout": {"type": "int", "default": 0},
             "time_limit": {"type": "int"},
             "attached_to": {"type": "dict"},
+            "show_database": {"type": "bool", "default": False},
             **connection_argument_spec(),
         })
         if self._task.check_mode:
@@ -230,6 +237,8 @@ class ActionModule(ActionBase):
         self.task_vars = task_vars or {}
         self.args = args
         self.host = self.task_vars.get("inventory_hostname", "?")
+        if args["show_database"] and args.get("db"):
+            self.host = f"{self.host} db {args['db']}"
         try:
             if args["jid"]:
                 result.update(self.follow_job(args["jid"]))

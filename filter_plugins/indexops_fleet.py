@@ -6,11 +6,19 @@
   the preflight report keeps: a server of 500 databases must not put 500 full results in it.
 - ``indexops_fleet_lines(entries)``: one console line per database: ``<db>: go``, ``<db>: NO-GO: ...``
   or ``<db>: not checked: ...``.
+- ``indexops_wave_plan(databases, waves)``: apply / rollback over a server's databases in waves
+  (indexops_waves, e.g. ``[1, 10, rest]``): the list of waves, each a list of database names.
+- ``indexops_wave_outcome(plan, results)`` / ``indexops_wave_summary(rows)`` / ``indexops_wave_lines(rows)``:
+  what each database of the plan ended as (done / unchanged / failed / not touched), counted and as lines.
+- ``indexops_wave_host(rows, kind, waves, stopped_after, budget)``: the report entry of such a host, with the
+  one line the run fails with.
 
 Pure data shaping on the control node.
 """
 
 from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
 
 
 def indexops_fleet_outcome(entries):
@@ -36,8 +44,121 @@ def indexops_fleet_lines(entries):
     return lines
 
 
+# How an operator writes the waves of a server's databases (indexops_waves): sizes in order, the last one
+# repeated, or "rest" (everything left) as the last entry.
+REST = "rest"
+
+
+def _wave_sizes(waves):
+    if not isinstance(waves, (list, tuple)) or not waves:
+        raise AnsibleFilterError(f"indexops_waves must be a non-empty list of wave sizes such as [1, 10, rest], "
+                                 f"got {waves!r}; nothing was changed: fix the inventory and run again")
+    sizes = []
+    for position, size in enumerate(waves):
+        if size == REST and position == len(waves) - 1:
+            sizes.append(None)
+        elif isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            sizes.append(size)
+        else:
+            raise AnsibleFilterError(f"indexops_waves entry {position + 1} is {size!r}: expected a whole number "
+                                     "above 0, or 'rest' as the last entry (e.g. [1, 10, rest]); nothing was changed: "
+                                     "fix the inventory and run again")
+    return sizes
+
+
+def indexops_wave_plan(databases, waves):
+    """The databases of a server cut into waves: [[canary], [next 10], [the rest]] for [1, 10, rest]. After the
+    last size the last size repeats; ``rest`` takes everything left. No empty wave is returned."""
+    sizes = _wave_sizes(waves)
+    names = list(databases or [])
+    plan, start, position = [], 0, 0
+    while start < len(names):
+        size = sizes[min(position, len(sizes) - 1)]
+        end = len(names) if size is None else start + size
+        plan.append(names[start:end])
+        start, position = end, position + 1
+    return plan
+
+
+def _outcome(result):
+    if result.get("error"):
+        return "failed"
+    return "done" if result.get("changed") else "unchanged"
+
+
+def indexops_wave_outcome(plan, results):
+    """One row per database of the plan, in order: database, wave (1-based), outcome (done / unchanged /
+    failed / not touched), action, duration_s, error (its first line). ``results`` maps a database to the
+    result of its step (roles/indexops_operation's shape); a database without one was not touched."""
+    results = results or {}
+    rows = []
+    for number, wave in enumerate(plan or [], start=1):
+        for database in wave:
+            result = results.get(database)
+            if result is None:
+                rows.append({"database": database, "wave": number, "outcome": "not touched", "action": None,
+                             "duration_s": None, "error": None})
+                continue
+            error = result.get("error")
+            rows.append({"database": database, "wave": number, "outcome": _outcome(result),
+                         "action": result.get("action"), "duration_s": result.get("duration_s"),
+                         "error": str(error).strip().splitlines()[0] if error else None})
+    return rows
+
+
+def indexops_wave_summary(rows):
+    """The counts of a wave run, and the failed / not touched databases by name, for the console."""
+    counts = {outcome: [row["database"] for row in rows or [] if row["outcome"] == outcome]
+              for outcome in ("done", "unchanged", "failed", "not touched")}
+    return {"counts": {outcome: len(names) for outcome, names in counts.items()}, **{
+        outcome.replace(" ", "_"): names for outcome, names in counts.items()}}
+
+
+def indexops_wave_lines(rows):
+    """One console line per database: ``<db> (wave 2): done, created``, ``<db> (wave 2): FAILED: <error>``,
+    ``<db> (wave 3): not touched``."""
+    lines = []
+    for row in rows or []:
+        head = f"{row['database']} (wave {row['wave']}): "
+        if row["outcome"] == "failed":
+            lines.append(head + f"FAILED: {row['error']}")
+        elif row["outcome"] == "not touched":
+            lines.append(head + "not touched")
+        else:
+            lines.append(head + f"{row['outcome']}, {row['action'] or 'none'}")
+    return lines
+
+
+# How many failed databases the one-line failure of a wave run names; the report has them all.
+FAILED_NAMED = 5
+
+
+def indexops_wave_host(rows, kind, waves, stopped_after=None, budget=0):
+    """The report entry of a host whose change went over its databases in waves: the counts, one row per
+    database, and ``error``: None when no database failed, else the one line the run fails with."""
+    summary = indexops_wave_summary(rows)
+    failed = [row for row in rows or [] if row["outcome"] == "failed"]
+    error = None
+    if failed:
+        named = "; ".join(f"{row['database']}: {row['error'].rstrip('.')}" for row in failed[:FAILED_NAMED])
+        more = f"; and {len(failed) - FAILED_NAMED} more (see the report)" if len(failed) > FAILED_NAMED else ""
+        stop = (f", stopped after wave {stopped_after} of {waves}" if stopped_after and int(stopped_after) < waves
+                else "")
+        error = (f"{len(failed)} of {len(rows)} database(s) failed (failure budget {budget}){stop}: {named}{more}. "
+                 f"Done {summary['counts']['done']}, unchanged {summary['counts']['unchanged']}, "
+                 f"not touched {summary['counts']['not touched']}. Rerunning is safe: databases already done change "
+                 "nothing")
+    return {"kind": kind, "waves": waves, "stopped_after": int(stopped_after) if stopped_after else None,
+            "failure_budget": budget, "changed": summary["counts"]["done"] > 0, "action": None, "sql": [],
+            "valid": not failed and summary["counts"]["not touched"] == 0, "counts": summary["counts"],
+            "databases": list(rows or []), "error": error}
+
+
 class FilterModule:
     """indexops fleet filters."""
 
     def filters(self):
-        return {"indexops_fleet_outcome": indexops_fleet_outcome, "indexops_fleet_lines": indexops_fleet_lines}
+        return {"indexops_fleet_outcome": indexops_fleet_outcome, "indexops_fleet_lines": indexops_fleet_lines,
+                "indexops_wave_plan": indexops_wave_plan, "indexops_wave_outcome": indexops_wave_outcome,
+                "indexops_wave_summary": indexops_wave_summary, "indexops_wave_lines": indexops_wave_lines,
+                "indexops_wave_host": indexops_wave_host}

@@ -8,6 +8,8 @@ from it, one carries the invalid leftover of the change's failed build, one lack
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg2
 import pytest
 
@@ -110,3 +112,128 @@ def test_preflight_checks_every_database_of_a_server_and_the_report_has_a_row_fo
         cur.execute("SELECT to_regclass(%s)", (f"public.{INDEX}",))
         assert cur.fetchone()[0] is None
     conn.close()
+
+
+# --------------------------------------------------------------------------- apply / rollback in waves
+
+UNIQUE_CHANGE = "orders-ref-unique"
+UNIQUE_INDEX = "orders_ref_uq"
+WAVES_TASK = "indexops_operation : Show what each database of this server ended as"
+
+
+def has_index(fleet, name, index=UNIQUE_INDEX):
+    """(valid,) of public.<index> in database ``name``, or None."""
+    with contextlib.closing(fleet.connect(name)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT i.indisvalid FROM pg_catalog.pg_index i WHERE i.indexrelid = to_regclass(%s)",
+                    (f"public.{index}",))
+        return cur.fetchone()
+
+
+def ledger_of(fleet, name, change=UNIQUE_CHANGE):
+    with contextlib.closing(fleet.connect(name)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT kind, state FROM indexops.jobs WHERE change_id = %s ORDER BY job_id", (change,))
+        return cur.fetchall()
+
+
+def wave_lines(run):
+    return {line.split(" (wave")[0]: line.split(": ", 1)[1]
+            for line in (line.strip().removeprefix("stg-server: ") for line in run.task_output(WAVES_TASK).splitlines())
+            if " (wave " in line}
+
+
+@pytest.fixture
+def ref_fleet(runner):  # noqa: F811
+    """32 copies of a database whose public.orders has a column ref = id, and a change for a UNIQUE index on it."""
+    runner.flows.db.execute("ALTER TABLE public.orders ADD COLUMN ref bigint")
+    runner.flows.db.execute("UPDATE public.orders SET ref = id")
+    runner.flows.write_change(UNIQUE_CHANGE, index={"name": UNIQUE_INDEX, "table": "public.orders",
+                                                    "columns": ["ref"], "unique": True},
+                              expected={"valid": True})
+    with Fleet(runner.flows.db, COUNT) as fleet:
+        yield fleet
+
+
+def test_apply_goes_over_a_servers_databases_in_waves_stops_at_a_failure_and_a_rerun_continues(runner, ref_fleet):  # noqa: F811
+    fleet = ref_fleet
+    canary, wave2, rest = fleet.names[:1], fleet.names[1:11], fleet.names[11:]
+    broken = wave2[4]
+    fleet.run(broken, "UPDATE public.orders SET ref = 1 WHERE id IN (1, 2)")  # duplicate keys: the build fails
+    inventory = runner.inventory("staging", "stg-server", indexops_databases_discover={"include": [fleet.pattern]},
+                                 indexops_waves=[1, 10, "rest"])
+
+    run = runner.run("apply", [inventory], change=UNIQUE_CHANGE)
+
+    assert run.returncode != 0, run.describe()
+    lines = wave_lines(run)
+    assert sorted(lines) == sorted(fleet.names), run.describe()
+    assert lines[canary[0]] == "done, created"
+    assert all(lines[name] == "done, created" for name in wave2 if name != broken), lines
+    assert lines[broken].startswith("FAILED: ") and "could not create unique index" in lines[broken], lines[broken]
+    assert all(lines[name] == "not touched" for name in rest), lines
+    # The one failure line says what failed, what was not touched, and that a rerun is safe.
+    failure = run.failures
+    stopped = f"1 of {COUNT} database(s) failed (failure budget 0), stopped after wave 2 of 3: {broken}: "
+    assert stopped in failure, failure
+    assert 'could not create unique index "orders_ref_uq". Key (ref)=(1) is duplicated' in failure, failure
+    assert f"Done 10, unchanged 0, not touched {len(rest)}. Rerunning is safe" in failure, failure
+    # Every progress line names its database (a job done before the first poll prints none).
+    progress = [line for line in run.stdout.splitlines()
+                if line.startswith("stg-server") and "public.orders_ref_uq " in line
+                and ("no build running" in line or "building" in line)]
+    assert progress, run.describe()
+    assert all(line.split(":")[0].removeprefix("stg-server db ") in fleet.names for line in progress), progress
+    # The database decided: the index where it was built, none (and no invalid leftover) elsewhere.
+    assert has_index(fleet, canary[0]) == (True,)
+    assert has_index(fleet, broken) is None, "a failed build leaves no invalid index of ours"
+    assert has_index(fleet, rest[0]) is None and has_index(fleet, rest[-1]) is None
+    assert ledger_of(fleet, broken) == [("apply", "failed")]
+    assert ledger_of(fleet, canary[0]) == [("apply", "succeeded")]
+    report = runner.flows.report(UNIQUE_CHANGE)
+    host = report["hosts"]["stg-server"]
+    assert not report["success"] and host["counts"] == {"done": 10, "unchanged": 0, "failed": 1, "not touched": 21}
+    assert [row["database"] for row in host["databases"]] == fleet.names
+    markdown = runner.flows.reports(UNIQUE_CHANGE, ".md")[-1].read_text()
+    assert ("**10 done, 0 unchanged, 1 failed, 21 not touched** over 32 database(s) in 3 wave(s), "
+            "stopped after wave 2") in markdown
+    assert f"| {rest[0]} | 3 | not touched | none |" in markdown
+
+    fleet.run(broken, "UPDATE public.orders SET ref = id")
+    rerun = runner.run("apply", [inventory], change=UNIQUE_CHANGE)
+
+    ok(rerun)
+    lines = wave_lines(rerun)
+    done_before = set(canary + wave2) - {broken}
+    assert all(lines[name] == "unchanged, none" for name in done_before), lines
+    assert all(lines[name] == "done, created" for name in [broken, *rest]), lines
+    assert all(has_index(fleet, name) == (True,) for name in fleet.names)
+    assert ledger_of(fleet, broken) == [("apply", "failed"), ("apply", "succeeded")]
+    assert runner.flows.report(UNIQUE_CHANGE)["hosts"]["stg-server"]["counts"] == {
+        "done": 22, "unchanged": 10, "failed": 0, "not touched": 0}
+
+    rollback = runner.run("rollback", [inventory], change=UNIQUE_CHANGE)
+
+    ok(rollback)
+    assert all(line == "done, dropped" for line in wave_lines(rollback).values()), rollback.describe()
+    assert all(has_index(fleet, name) is None for name in fleet.names)
+    assert ledger_of(fleet, rest[-1])[-1] == ("rollback", "succeeded")
+
+
+def test_a_change_file_that_names_a_database_goes_there_only_and_bad_waves_change_nothing(runner, ref_fleet):  # noqa: F811
+    fleet = ref_fleet
+    inventory = runner.inventory("staging", "stg-server", indexops_databases_discover={"include": [fleet.pattern]},
+                                 indexops_waves=[0, "rest"])
+
+    refused = runner.run("apply", [inventory], change=UNIQUE_CHANGE)
+
+    assert refused.returncode != 0
+    expected = "indexops_waves entry 1 is 0: expected a whole number above 0, or 'rest' as the last entry"
+    assert expected in refused.failures, refused.describe()
+    assert all(has_index(fleet, name) is None for name in fleet.names), "bad waves change nothing"
+
+    runner.flows.write_change(UNIQUE_CHANGE, database=fleet.names[5], index={
+        "name": UNIQUE_INDEX, "table": "public.orders", "columns": ["ref"], "unique": True}, expected={"valid": True})
+    one = runner.run("apply", [inventory], change=UNIQUE_CHANGE)
+
+    ok(one)
+    assert has_index(fleet, fleet.names[5]) == (True,)
+    assert all(has_index(fleet, name) is None for name in fleet.names if name != fleet.names[5])

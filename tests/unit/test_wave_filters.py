@@ -1,0 +1,67 @@
+"""filter_plugins/indexops_fleet.py: the waves of an apply / rollback over a server's databases, and what
+each database ended as."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from filter_plugins import indexops_fleet as fleet
+
+NAMES = [f"t{i:02d}" for i in range(1, 33)]
+
+
+@pytest.mark.parametrize(("count", "waves", "sizes"), [
+    (32, [1, 10, "rest"], [1, 10, 21]),
+    (5, [1, 10, "rest"], [1, 4]),
+    (1, [1, 10, "rest"], [1]),
+    (0, [1, 10, "rest"], []),
+    (11, [1, 10, "rest"], [1, 10]),
+    (7, [2], [2, 2, 2, 1]),            # the last size repeats
+    (12, [1, 5], [1, 5, 5, 1]),
+    (3, ["rest"], [3]),
+])
+def test_plan_cuts_the_databases_into_waves_in_order(count, waves, sizes):
+    plan = fleet.indexops_wave_plan(NAMES[:count], waves)
+    assert [len(wave) for wave in plan] == sizes
+    assert [name for wave in plan for name in wave] == NAMES[:count]
+
+
+@pytest.mark.parametrize("waves", [[], None, "1,10", [0], [1, -2], ["rest", 1], [1.5], [True], ["all"]])
+def test_plan_refuses_waves_it_cannot_read_and_says_what_it_expects(waves):
+    with pytest.raises(AnsibleFilterError) as error:
+        fleet.indexops_wave_plan(NAMES, waves)
+    text = str(error.value)
+    assert "indexops_waves" in text and "[1, 10, rest]" in text and "nothing was changed" in text
+
+
+def test_outcome_says_done_unchanged_failed_and_not_touched_per_database():
+    plan = [["a"], ["b", "c", "d"], ["e"]]
+    results = {"a": {"changed": True, "action": "created", "duration_s": 0.5, "error": None},
+               "b": {"changed": False, "action": "none", "error": None},
+               "c": {"changed": False, "action": None, "error": "could not create unique index\nDETAIL: Key (x)=(1)"}}
+    rows = fleet.indexops_wave_outcome(plan, results)
+    assert [(row["database"], row["wave"], row["outcome"]) for row in rows] == [
+        ("a", 1, "done"), ("b", 2, "unchanged"), ("c", 2, "failed"), ("d", 2, "not touched"), ("e", 3, "not touched")]
+    assert rows[2]["error"] == "could not create unique index", "one line per error"
+    summary = fleet.indexops_wave_summary(rows)
+    assert summary["counts"] == {"done": 1, "unchanged": 1, "failed": 1, "not touched": 2}
+    assert summary["failed"] == ["c"] and summary["not_touched"] == ["d", "e"]
+    assert fleet.indexops_wave_lines(rows) == [
+        "a (wave 1): done, created", "b (wave 2): unchanged, none",
+        "c (wave 2): FAILED: could not create unique index", "d (wave 2): not touched", "e (wave 3): not touched"]
+
+
+def test_host_entry_fails_with_one_line_that_names_the_failed_and_counts_the_rest():
+    plan = [["a"], ["b", "c"], ["d", "e"]]
+    rows = fleet.indexops_wave_outcome(plan, {"a": {"changed": True, "action": "created"},
+                                              "b": {"changed": True, "action": "created"},
+                                              "c": {"error": "could not create unique index \"x\"."}})
+    host = fleet.indexops_wave_host(rows, "apply", 3, "2", 0)
+    assert host["error"] == ('1 of 5 database(s) failed (failure budget 0), stopped after wave 2 of 3: '
+                             'c: could not create unique index "x". Done 2, unchanged 0, not touched 2. '
+                             'Rerunning is safe: databases already done change nothing')
+    assert host["stopped_after"] == 2 and host["changed"] and not host["valid"]
+    clean = fleet.indexops_wave_host(fleet.indexops_wave_outcome([["a"]], {"a": {"changed": False, "action": "none"}}),
+                                     "apply", 1)
+    assert clean["error"] is None and clean["valid"] and not clean["changed"]

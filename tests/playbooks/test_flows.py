@@ -321,7 +321,8 @@ def test_apply_waits_out_an_old_snapshot_and_says_how_long_it_waited(flows):
 
     ok(run)
     assert flows.index() == (True, DEFINITION)
-    summary = re.search(rf"pgtest: created, valid, index {SIZE}, {DURATION}, 1 attempt\(s\), lock waits 0\.0 s, "
+    summary = re.search(rf"pgtest: created, valid, index {SIZE}, {DURATION}, 1 statement\(s\) in 1 attempt\(s\), "
+                        r"lock waits 0\.0 s, "
                         r"waited for other transactions ([0-9.]+) s", run.output)
     assert summary, run.describe()
     assert float(summary.group(1)) >= 1.0

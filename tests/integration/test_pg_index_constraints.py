@@ -47,14 +47,15 @@ def checks(db, table="t"):
 def seq_scans(db, table="t"):
     """The table's seq_scan counter once every session of the module has ended and its stats have
     arrived: a backend flushes them as it exits, just after it leaves pg_stat_activity, so the
-    counter is read until two reads 0.3 s apart agree."""
+    counter is read until two reads 0.6 s apart agree (PostgreSQL 14's statistics collector serves a
+    snapshot up to 0.5 s old)."""
     wait_until(lambda: not db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                        "AND application_name LIKE 'indexops%%'"), "the module's sessions to end")
     query = "SELECT pg_stat_clear_snapshot(), seq_scan FROM pg_stat_all_tables WHERE relid = %s::regclass"
     readings = [db.fetchone(query, (f"public.{table}",))[1]]
 
     def settled():
-        time.sleep(0.3)
+        time.sleep(0.6)
         readings.append(db.fetchone(query, (f"public.{table}",))[1])
         return readings[-1] == readings[-2]
 
@@ -151,7 +152,10 @@ def test_primary_key_on_a_nullable_column_takes_the_check_path_and_scans_only_to
     NULL and ADD PRIMARY KEY, under ACCESS EXCLUSIVE, read no row (the control below shows that SET
     NOT NULL without the valid check does scan, so the counter would show it)."""
     make_table(db)
-    db.execute("CREATE UNIQUE INDEX t_pkey ON public.t (id)")
+    # On its own session, closed: a backend sends its scan counts when it exits (PostgreSQL 14 holds them
+    # back up to 0.5 s otherwise), so the index build's own scan is in the baseline.
+    with contextlib.closing(db.connect()) as builder, builder.cursor() as cur:
+        cur.execute("CREATE UNIQUE INDEX t_pkey ON public.t (id)")
     scans = seq_scans(db)
     result = pk(db, lock_timeout="200ms")
     assert result["action"] == "constraint_added", result.get("msg")
@@ -166,8 +170,9 @@ def test_primary_key_on_a_nullable_column_takes_the_check_path_and_scans_only_to
     scans = seq_scans(db, "control")
     with contextlib.closing(db.connect()) as other, other.cursor() as cur:
         cur.execute("ALTER TABLE public.control ALTER COLUMN id SET NOT NULL")
-        cur.execute("SELECT pg_stat_force_next_flush()")
-        cur.execute("SELECT 1")
+        if db.server_version_num >= 150000:  # PostgreSQL 14 has no forced flush: its stats go out on close
+            cur.execute("SELECT pg_stat_force_next_flush()")
+            cur.execute("SELECT 1")
     assert seq_scans(db, "control") - scans == 1
 
 

@@ -92,7 +92,8 @@ def test_server_restart_mid_build_fails_clearly_and_a_rerun_ends_with_one_valid_
     with in_background(fault_db, run_pg_index, fault_db, name="t_status_idx", table="t", columns=["status"],
                        ledger=ledger()) as future:
         wait_until(lambda: fault_db.fetchval(
-            "SELECT count(*) FROM pg_stat_progress_create_index WHERE phase LIKE 'waiting for%%'"),
+            "SELECT count(*) FROM pg_stat_progress_create_index WHERE phase LIKE 'waiting for%%' "
+            "AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())"),
             "the build to wait mid-way")
         fault_db.close()
         restart(fault_server.sandbox)
@@ -214,13 +215,17 @@ def test_two_runs_of_the_same_change_never_make_two_builds(db):
     with session(db, "test/writer", "INSERT INTO t VALUES (-1, 'w@example.com', 'open')") as writer:
         first = pg_index_process(db, name="t_status_idx", table="t", columns=["status"], ledger=ledger())
         try:
-            # index_relid is 0 until the build has created its catalog entry.
+            # index_relid is 0 until the build has created its catalog entry. Only this database's builds
+            # count: a server shared with other tests (INDEXOPS_TEST_DSNS) runs theirs too.
             build = wait_until(lambda: db.fetchone(
-                "SELECT pid, index_relid::bigint FROM pg_stat_progress_create_index WHERE index_relid <> 0"),
+                "SELECT pid, index_relid::bigint FROM pg_stat_progress_create_index WHERE index_relid <> 0 "
+                "AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())"),
                 "the first build", timeout=120)
             refused = run_pg_index(db, name="t_status_idx", table="t", columns=["status"], job_lock_timeout=1,
                                    ledger=ledger())
-            assert db.fetchval("SELECT count(*) FROM pg_stat_progress_create_index") == 1  # never a second build
+            never_two = db.fetchval("SELECT count(*) FROM pg_stat_progress_create_index WHERE "
+                                    "datid = (SELECT oid FROM pg_database WHERE datname = current_database())")
+            assert never_two == 1  # never a second build
             threading.Timer(2.0, writer.rollback).start()  # the first build can finish while the second waits
             waited = run_pg_index(db, name="t_status_idx", table="t", columns=["status"], job_lock_timeout=60,
                                   ledger=ledger())

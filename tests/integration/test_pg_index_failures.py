@@ -401,7 +401,8 @@ def test_deadlock_is_retried(db):
                            lock_timeout="60s", lock_retries=5, lock_retry_delay=0.2) as future:
             wait_until(lambda: db.fetchval(
                 "SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_stat_activity a ON a.pid = p.pid "
-                "WHERE a.application_name LIKE 'indexops/%%' AND p.current_locker_pid = %s", (writer_pid,)),
+                "WHERE a.application_name LIKE 'indexops/%%' AND p.current_locker_pid = %s "
+                "AND p.datname = current_database()", (writer_pid,)),
                 "the build to wait for the writer")
             with in_background(db, writer_takes_table_lock) as writer_future:
                 writer_future.result(timeout=60)

@@ -347,7 +347,8 @@ def test_wait_true_waits_for_the_other_build_and_changes_nothing(tdb, build_in_p
         # pg_index has looked at the build at least once and keeps waiting instead of failing.
         wait_until(lambda: tdb.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'indexops/ix' "
-            "AND query LIKE '%%pg_stat_progress_create_index%%'"), what="pg_index to poll the other build")
+            "AND query LIKE '%%pg_stat_progress_create_index%%' AND datname = current_database()"),
+            what="pg_index to poll the other build")
         assert waiter.is_alive() and "result" not in outcome
         assert index_row(tdb, "public", "ix")["oid"] == building_oid
     finally:

@@ -147,7 +147,8 @@ def test_good_change_is_go_with_every_check_passed_and_nothing_changed(tdb):
     assert not ledger_schema_exists(tdb)
     assert tdb.fetchall("SELECT tag, query FROM public.ddl_log") == []
     assert index_row(tdb, "public", "t_a_status_idx") is None
-    assert tdb.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'indexops/t-a-status'") == 0
+    assert tdb.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'indexops/t-a-status' "
+                        "AND datname = current_database()") == 0
 
     in_check_mode = preflight(tdb, change, check_mode=True)
     assert in_check_mode["go"] is True

@@ -317,11 +317,12 @@ def test_a_job_that_reconnects_after_its_session_died_names_the_new_session_and_
                            ledger=ledger_args("c1")) as future:
             [old_pid] = wait_until(lambda: tdb.fetchone(
                 "SELECT p.pid FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.index_relid "
-                "WHERE c.relname = 't_a_idx'"), what="the build to start")
+                "WHERE c.relname = 't_a_idx' AND p.datname = current_database()"), what="the build to start")
             tdb.execute("SELECT pg_terminate_backend(%s)", (old_pid,))
             [new_pid] = wait_until(lambda: tdb.fetchone(
                 "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'indexops/%%' AND pid <> %s "
-                "AND query LIKE 'DROP INDEX CONCURRENTLY%%' AND wait_event_type = 'Lock'", (old_pid,)),
+                "AND query LIKE 'DROP INDEX CONCURRENTLY%%' AND wait_event_type = 'Lock' "
+                "AND datname = current_database()", (old_pid,)),
                 what="the job to reconnect and wait to drop its invalid leftover")
 
             [job] = jobs_of(tdb)

@@ -303,7 +303,7 @@ def test_apply_waits_out_an_old_snapshot_and_says_how_long_it_waited(flows):
             while time.monotonic() < deadline:
                 cur.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                             "WHERE NOT l.granted AND l.locktype = 'virtualxid' "
-                            "AND a.application_name LIKE 'indexops/%'")
+                            "AND a.application_name LIKE 'indexops/%' AND a.datname = current_database()")
                 if cur.fetchone()[0]:
                     time.sleep(1.5)
                     break
@@ -623,7 +623,8 @@ def build_waiting_on_a_snapshot(db, name):
     try:
         deadline = time.monotonic() + 30
         while not db.fetchone("SELECT count(*) FROM pg_stat_progress_create_index p "
-                              "JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = %s", (name,))[0]:
+                              "JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = %s "
+                              "AND p.datname = current_database()", (name,))[0]:
             assert time.monotonic() < deadline, f"the build of {name} never showed up in progress: {errors}"
             time.sleep(0.1)
         yield

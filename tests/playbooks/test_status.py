@@ -69,15 +69,17 @@ def release(holder):
 
 
 def build_of(db, index):
-    """(pid, phase, index oid) of the build of public.<index>, or None."""
+    """(pid, phase, index oid) of the build of public.<index> in this database (a shared server runs other
+    tests' builds of the same name, often under the same oid), or None."""
     return db.fetchone(
         "SELECT p.pid, p.phase, p.index_relid::bigint FROM pg_stat_progress_create_index p "
-        "JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = %s", (index,))
+        "JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = %s AND p.datname = current_database()",
+        (index,))
 
 
 def builds_on(db, table="orders"):
     return db.fetchone("SELECT count(*) FROM pg_stat_progress_create_index p JOIN pg_class t ON t.oid = p.relid "
-                       "WHERE t.relname = %s", (table,))[0]
+                       "WHERE t.relname = %s AND p.datname = current_database()", (table,))[0]
 
 
 def index_oid(db, index):
@@ -469,8 +471,9 @@ def job_processes(db, index=INDEX):
     the module itself (it owns the build session's client socket)."""
     import psutil
 
-    port = db.fetchval("SELECT client_port FROM pg_stat_activity WHERE application_name = %s AND client_port > 0",
-                       (f"indexops/{index}",))
+    # This database's session only: on a shared server another test's job builds an index of that name.
+    port = db.fetchval("SELECT client_port FROM pg_stat_activity WHERE application_name = %s AND client_port > 0 "
+                       "AND datname = current_database()", (f"indexops/{index}",))
     if port is None:
         return []
     owners = {conn.pid for conn in psutil.net_connections(kind="tcp") if conn.laddr and conn.laddr.port == port}

@@ -109,17 +109,25 @@ class Flows:
             "WHERE n.nspname = 'public' AND c.relname = %s", (name,))
 
 
-@pytest.fixture
-def flows(db, run_playbook, environment_inventory, tmp_path) -> Flows:
-    """public.orders as in the sandbox (3,000 rows), and a copy of the repository's change files."""
+def new_flows(db, run_playbook, environment_inventory, tmp_path, *statements) -> Flows:
+    """public.orders as in the sandbox (3,000 rows), then ``statements`` (more demo tables), and a copy of
+    the repository's change files in a temporary directory: the start of every flows test module."""
     db.execute(ORDERS_DDL)
     db.execute(ORDERS_SEED, {"rows": ROWS})
     db.execute("ANALYZE public.orders")
+    for statement in statements:
+        db.execute(statement)
     changes_dir = tmp_path / "changes"
     changes_dir.mkdir()
     for path in (ROOT / "changes").glob("*.yml"):
         shutil.copy(path, changes_dir / path.name)
     return Flows(db, run_playbook, environment_inventory, changes_dir, tmp_path / "reports")
+
+
+@pytest.fixture
+def flows(db, run_playbook, environment_inventory, tmp_path) -> Flows:
+    """public.orders as in the sandbox (3,000 rows), and a copy of the repository's change files."""
+    return new_flows(db, run_playbook, environment_inventory, tmp_path)
 
 
 def ok(run) -> None:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 
 import pytest
 
-from scripts.sandbox import ORDERS_DDL, ORDERS_SEED
-from tests.playbooks.test_flows import CHANGE, DEFINITION, INDEX, OPERATOR, ROOT, ROWS, Flows, ok, refused
+from tests.playbooks.test_flows import CHANGE, DEFINITION, INDEX, OPERATOR, Flows, new_flows, ok, refused
 
 pytestmark = pytest.mark.playbook
 
@@ -23,14 +21,7 @@ pytestmark = pytest.mark.playbook
 @pytest.fixture
 def flows(db, run_playbook, environment_inventory, tmp_path) -> Flows:
     """As test_flows.py's: public.orders with 3,000 rows, the change files copied to a temporary directory."""
-    db.execute(ORDERS_DDL)
-    db.execute(ORDERS_SEED, {"rows": ROWS})
-    db.execute("ANALYZE public.orders")
-    changes_dir = tmp_path / "changes"
-    changes_dir.mkdir()
-    for path in (ROOT / "changes").glob("*.yml"):
-        shutil.copy(path, changes_dir / path.name)
-    return Flows(db, run_playbook, environment_inventory, changes_dir, tmp_path / "reports")
+    return new_flows(db, run_playbook, environment_inventory, tmp_path)
 
 
 def ledger_policy(flows, **ledger):

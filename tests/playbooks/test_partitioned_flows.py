@@ -6,12 +6,10 @@ every partition), status, rollback, and the rollback of a drop that recreates th
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from scripts.sandbox import ORDER_EVENTS_DDL, ORDER_EVENTS_SEED, ORDERS_DDL, ORDERS_SEED
-from tests.playbooks.test_flows import ROOT, ROWS, Flows, ok
+from scripts.sandbox import ORDER_EVENTS_DDL, ORDER_EVENTS_SEED
+from tests.playbooks.test_flows import ROWS, Flows, new_flows, ok
 
 pytestmark = pytest.mark.playbook
 
@@ -23,16 +21,8 @@ LEAVES = ("order_events_2024q1", "order_events_2024q2", "order_events_2024q3", "
 
 @pytest.fixture
 def pflows(db, run_playbook, environment_inventory, tmp_path) -> Flows:
-    db.execute(ORDERS_DDL)
-    db.execute(ORDERS_SEED, {"rows": ROWS})
-    db.execute(ORDER_EVENTS_DDL)
-    db.execute(ORDER_EVENTS_SEED)
-    db.execute("ANALYZE public.order_events")
-    changes_dir = tmp_path / "changes"
-    changes_dir.mkdir()
-    for path in (ROOT / "changes").glob("*.yml"):
-        shutil.copy(path, changes_dir / path.name)
-    return Flows(db, run_playbook, environment_inventory, changes_dir, tmp_path / "reports")
+    return new_flows(db, run_playbook, environment_inventory, tmp_path, ORDER_EVENTS_DDL, ORDER_EVENTS_SEED,
+                     "ANALYZE public.order_events")
 
 
 def attached_leaf_indexes(db, index=INDEX):

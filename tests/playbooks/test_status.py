@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -31,7 +30,7 @@ import yaml
 from scripts.sandbox import ORDERS_DDL, ORDERS_SEED
 from tests.integration.helpers_catalog import wait_until as wait_for
 from tests.playbooks.conftest import ANSIBLE_PLAYBOOK, COMMON_POLICY, ROOT, VENV_PYTHON, _ansible_env, connection_vars
-from tests.playbooks.test_flows import CHANGE, DEFINITION, INDEX, OPERATOR, ROWS, Flows, ok
+from tests.playbooks.test_flows import CHANGE, DEFINITION, INDEX, OPERATOR, Flows, new_flows, ok
 
 pytestmark = pytest.mark.playbook
 
@@ -173,14 +172,7 @@ def rows_of(document, **match):
 @pytest.fixture
 def runner(db, run_playbook, environment_inventory, tmp_path) -> Runner:
     """public.orders as in the sandbox and a copy of the change files, as test_flows.py's ``flows``."""
-    db.execute(ORDERS_DDL)
-    db.execute(ORDERS_SEED, {"rows": ROWS})
-    db.execute("ANALYZE public.orders")
-    changes_dir = tmp_path / "changes"
-    changes_dir.mkdir()
-    for path in (ROOT / "changes").glob("*.yml"):
-        shutil.copy(path, changes_dir / path.name)
-    return Runner(Flows(db, run_playbook, environment_inventory, changes_dir, tmp_path / "reports"), tmp_path)
+    return Runner(new_flows(db, run_playbook, environment_inventory, tmp_path), tmp_path)
 
 
 # --------------------------------------------------------------------------- background builds and attach

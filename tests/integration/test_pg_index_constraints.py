@@ -44,6 +44,14 @@ def checks(db, table="t"):
                                           "AND contype = 'c' ORDER BY 1", (f"public.{table}",))]
 
 
+def build_closed(db, statement):
+    """Run ``statement`` on a session of its own and close it: a backend sends its scan counts when it
+    exits (PostgreSQL 14 holds them back up to 0.5 s otherwise), so the build's own scan is in the
+    baseline that seq_scans reads next."""
+    with contextlib.closing(db.connect()) as builder, builder.cursor() as cur:
+        cur.execute(statement)
+
+
 def seq_scans(db, table="t"):
     """The table's seq_scan counter once every session of the module has ended and its stats have
     arrived: a backend flushes them as it exits, just after it leaves pg_stat_activity, so the
@@ -113,7 +121,7 @@ def test_adding_a_unique_constraint_to_an_existing_index_reads_no_row(db):
     """ADD CONSTRAINT ... UNIQUE USING INDEX under ACCESS EXCLUSIVE is a catalog change: the table's
     seq_scan counter does not move (the primary key test below shows the counter sees a scan)."""
     make_table(db)
-    db.execute("CREATE UNIQUE INDEX t_email_key ON public.t (email)")
+    build_closed(db, "CREATE UNIQUE INDEX t_email_key ON public.t (email)")
     scans = seq_scans(db)
     result = run_pg_index(db, name="t_email_key", table="t", columns=["email"], constraint="unique")
     assert result["action"] == "constraint_added", result.get("msg")
@@ -152,10 +160,7 @@ def test_primary_key_on_a_nullable_column_takes_the_check_path_and_scans_only_to
     NULL and ADD PRIMARY KEY, under ACCESS EXCLUSIVE, read no row (the control below shows that SET
     NOT NULL without the valid check does scan, so the counter would show it)."""
     make_table(db)
-    # On its own session, closed: a backend sends its scan counts when it exits (PostgreSQL 14 holds them
-    # back up to 0.5 s otherwise), so the index build's own scan is in the baseline.
-    with contextlib.closing(db.connect()) as builder, builder.cursor() as cur:
-        cur.execute("CREATE UNIQUE INDEX t_pkey ON public.t (id)")
+    build_closed(db, "CREATE UNIQUE INDEX t_pkey ON public.t (id)")
     scans = seq_scans(db)
     result = pk(db, lock_timeout="200ms")
     assert result["action"] == "constraint_added", result.get("msg")

@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from ansible_collections.indexops.core.plugins.module_utils import compare, sqlcompose
 from ansible_collections.indexops.core.plugins.module_utils.errors import FIX_INPUT, IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.names import partition_index_name
-
-# Refusal codes of a partitioned plan (plan.py has the others).
-PARTITION_KEY = "partition_key"  # a UNIQUE index that leaves out a partition key column
-PARTITION_OWNER = "partition_owner"  # a partition the login role may not index
-PARTITION_FOREIGN = "partition_foreign"  # a foreign table among the partitions
-PARTITION_NAME = "partition_name"  # the partition index's name is taken by another index
-PARTITION_ATTACHED_INVALID = "partition_attached_invalid"  # an INVALID index attached to ours
+from ansible_collections.indexops.core.plugins.module_utils.refusal_codes import (  # partitions.<CODE> too
+    BEING_BUILT,
+    INVALID,
+    PARTITION_ATTACHED_INVALID,
+    PARTITION_FOREIGN,
+    PARTITION_KEY,
+    PARTITION_NAME,
+    PARTITION_OWNER,
+)
 
 
 @dataclass
@@ -190,7 +192,7 @@ class TreePlanner:
         where = f"index {row['name']} on partition {part.label}"
         if mine.builds:
             build = mine.builds[0]
-            self.refuse("being_built", f"{where} is being built by another session: pid {build['pid']} "
+            self.refuse(BEING_BUILT, f"{where} is being built by another session: pid {build['pid']} "
                         f"({build.get('application_name') or 'unknown client'})",
                         "no other session building this index",
                         hint="Nothing was changed. Rerun after that build ends.", retry_safe=True)
@@ -205,7 +207,7 @@ class TreePlanner:
         if kind == "I":
             return True  # an unfinished level of ours: its partitions are finished below
         if self.safety.on_invalid == "fail":
-            self.refuse("invalid", f"{where} exists but is INVALID (a failed or cancelled build) and on_invalid is "
+            self.refuse(INVALID, f"{where} exists but is INVALID (a failed or cancelled build) and on_invalid is "
                         "fail", "a valid index, or on_invalid: rebuild to drop and build it again",
                         hint="Nothing was changed. Rerun with on_invalid: rebuild.")
             return False

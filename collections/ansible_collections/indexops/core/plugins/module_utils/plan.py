@@ -14,14 +14,14 @@ from ansible_collections.indexops.core.plugins.module_utils import compare, part
 from ansible_collections.indexops.core.plugins.module_utils.errors import FIX_INPUT, IndexOpsError, input_error
 from ansible_collections.indexops.core.plugins.module_utils.names import replacement_name
 from ansible_collections.indexops.core.plugins.module_utils.progress import percent_done
-
-# Refusal codes: why no plan was made.
-BEING_BUILT = "being_built"  # another session builds the index: wait (wait: true) or refuse
-INVALID = "invalid"  # the index is INVALID and on_invalid is fail
-MISMATCH = "mismatch"  # the index exists with another definition and on_mismatch is fail
-CONSTRAINT = "constraint"  # a PRIMARY KEY, UNIQUE or EXCLUDE constraint uses the index
-REPLACE_PARTITIONED = "replace_partitioned"  # on_mismatch: replace of a partitioned index
-MISSING = "missing"  # there is no index to rebuild
+from ansible_collections.indexops.core.plugins.module_utils.refusal_codes import (  # plan.<CODE> for callers
+    BEING_BUILT,
+    CONSTRAINT,
+    INVALID,
+    MISMATCH,
+    MISSING,
+    REPLACE_PARTITIONED,
+)
 
 
 @dataclass

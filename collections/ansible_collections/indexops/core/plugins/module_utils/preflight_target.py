@@ -50,6 +50,18 @@ REFUSAL_SAYS = {
 VERBS = {"replace": "replaced", "drop": "dropped"}
 
 
+def partitions_text(partitions):
+    """'; partitioned: 5 partitions, each indexed concurrently on its own (largest public.pt_a, 2.0 MiB)',
+    or '' for a table that is not partitioned (``partitions`` None)."""
+    if partitions is None:
+        return ""
+    if not partitions:
+        return "; partitioned, with no partitions yet"
+    largest = max(partitions, key=lambda item: item["bytes"])
+    return (f"; partitioned: {len(partitions)} partitions, each indexed concurrently on its own (largest "
+            f"{largest['partition']}, {humanize.size(largest['bytes'])})")
+
+
 class TargetChecks:
     """The checks of one run on the table and the index; they fill in the run's ``checks`` and the
     ``facts`` it returns (table, equivalent_indexes) and read the server_version found before."""
@@ -94,30 +106,22 @@ class TargetChecks:
                 self.checks.skip(self.checks.by_name, "the table does not exist")
                 return None
         else:
+            self.note_table(row)
             size = humanize.size(row["table_bytes"])
             self.checks.passed("table_exists", f"table {spec.qualified_table} exists ({size}, "
                                                f"about {max(row['estimated_rows'], 0)} rows)"
-                                               f"{self.partitions_text(row)}")
+                                               f"{partitions_text(self.facts.get('partitions'))}")
+            return row
         self.note_table(row)
         return row
-
-    def partitions_text(self, row):
-        """'; partitioned: 5 partitions, each built concurrently on its own (largest public.pt_a, 2 MiB)'."""
-        if row["relkind"] != "p":
-            return ""
-        leaves = [item for item in catalog.partitions(self.conn, row["oid"]) if item["leaf"]]
-        self.facts["partitions"] = [{"partition": f"{item['schema']}.{item['table']}", "bytes": item["table_bytes"]}
-                                    for item in leaves]
-        if not leaves:
-            return "; partitioned, with no partitions yet"
-        largest = max(leaves, key=lambda item: item["table_bytes"])
-        return (f"; partitioned: {len(leaves)} partitions, each indexed concurrently on its own (largest "
-                f"{largest['schema']}.{largest['table']}, {humanize.size(largest['table_bytes'])})")
 
     def note_table(self, row):
         self.db.table_row = row
         self.facts["table"] = {"schema": row["schema"], "name": row["table"], "bytes": row["table_bytes"],
                                "rows_estimate": max(row["estimated_rows"], 0)}
+        if row["relkind"] == "p":  # each leaf gets a build of its own: preflight lists them with their sizes
+            self.facts["partitions"] = [{"partition": f"{item['schema']}.{item['table']}", "bytes": item["table_bytes"]}
+                                        for item in catalog.partitions(self.conn, row["oid"]) if item["leaf"]]
 
     def check_columns(self, row):
         present = catalog.column_names(self.conn, row["oid"])

@@ -78,6 +78,15 @@ options:
         over the databases of one server (indexops_waves) set it, so that each line says which database it is about."
     type: bool
     default: false
+  databases:
+    description:
+      - "With O(jid), the databases the job works on (M(pg_index) with its O(pg_index#module:databases) option), read
+        in one M(pg_index_status) run per poll. Each poll prints a line for every database whose build is running,
+        C(<host> db <db>: ...), and one line with how many databases are in each state, C(<host>: change <id> over
+        N database(s): 3 done, 2 building, 7 pending); when the job has ended, the count line once more, from its
+        result."
+    type: list
+    elements: str
   attached_to:
     description:
       - Attaching only; the RV(pg_index_status#module:changes) entry that found the change V(building). The
@@ -191,6 +200,23 @@ def progress_line(host, change, status, error=None):
     return f"{host}: {status['line']}"
 
 
+def many_line(host, change, databases, entries, read):
+    """The count line of a poll over many databases: how many are in each change state, in the states' order."""
+    head = f"{host}: change {change.get('id')} over {len(databases)} database(s): "
+    if read.get("failed"):
+        return head + f"status unavailable this poll: {str(read.get('msg') or '').splitlines()[0]}"
+    found = [(entry or {}).get("state") or "unread" for entry in entries.values()]
+    counts = [f"{found.count(name)} {name}" for name in (*states.CHANGE_STATES, "unread") if name in found]
+    return head + ", ".join(counts)
+
+
+def ended_line(host, change, entries):
+    """The count line once the run over many databases has ended, from its own result (no status read)."""
+    failed = sum(1 for entry in entries if entry.get("failed"))
+    counts = [f"{count} {name}" for count, name in ((len(entries) - failed, "done"), (failed, "failed")) if count]
+    return f"{host}: change {change.get('id')} over {len(entries)} database(s): " + ", ".join(counts)
+
+
 def module_crashed(outcome):
     """Whether a finished job's result is async_wrapper's own word that the module printed no result:
     it puts the module's raw output under C(data) (C(outdata) when it could not start it) only then,
@@ -227,6 +253,7 @@ class ActionModule(ActionBase):
             "time_limit": {"type": "int"},
             "attached_to": {"type": "dict"},
             "show_database": {"type": "bool", "default": False},
+            "databases": {"type": "list", "elements": "str"},
             **connection_argument_spec(),
         })
         if self._task.check_mode:
@@ -261,6 +288,8 @@ class ActionModule(ActionBase):
         return (changes[0] if changes else None), None
 
     def show(self, state):
+        if self.args["databases"]:
+            return self.show_databases(state)
         status, error = self.status()
         line = progress_line(self.host, self.args["change"], status, error)
         display.display(line)
@@ -268,6 +297,27 @@ class ActionModule(ActionBase):
         state["line"] = line
         if status is not None:
             state["status"] = status
+        return status
+
+    def show_databases(self, state):
+        """One poll over the job's databases: a line per running build, then the count of each state. Returns
+        the change entry the died-job check reads: a running one, one that lost its client only when all have."""
+        module_args = {key: self.args[key] for key in CONNECTION_OPTIONS if self.args.get(key) is not None}
+        module_args.update(databases=self.args["databases"], changes=[self.args["change"]], builds=False,
+                           leftovers=False, ledger=True)
+        read = self._execute_module(module_name="pg_index_status", module_args=module_args, task_vars=self.task_vars)
+        results = [] if read.get("failed") else read.get("database_results") or []
+        entries = {entry["database"]: (entry.get("changes") or [None])[0] for entry in results}
+        running = [(name, entry) for name, entry in entries.items() if entry and entry.get("state") == "building"]
+        for database, entry in running:
+            display.display(f"{self.host} db {database}: {states.progress_line(entry)}")
+        line = many_line(self.host, self.args["change"], self.args["databases"], entries, read)
+        display.display(line)
+        state["polls"] += 1
+        state["line"] = line
+        gone = [entry for _, entry in running if states.client_gone(entry)]
+        status = gone[0] if running and len(gone) == len(running) else (running[0][1] if running else None)
+        state["status"] = status
         return status
 
     def delays(self):
@@ -311,6 +361,8 @@ class ActionModule(ActionBase):
             time.sleep(next(delays))
         self.async_status(jid, mode="cleanup")
         state["finished"] = True
+        if self.args["databases"] and job.get("database_results"):  # what every database of the run ended as
+            display.display(ended_line(self.host, self.args["change"], job["database_results"]))
         if module_crashed(job):
             self.confirm_died(jid, state)
         outcome = job_outcome(job)

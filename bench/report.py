@@ -287,6 +287,31 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += write_rows(s["rows"])
         lines += module_notes(s["rows"])
         lines += figure(res, "partitioned")
+    if "fleet_apply" in sc:
+        s = sc["fleet_apply"]
+        lines += ["## Apply over the databases of one server (part 7, issue 12)", ""]
+        lines += [f"One change (`CREATE INDEX orders_email_idx ON public.orders (email)`) over {s['databases']} "
+                  "sandbox "
+                  "databases (copies of the status scale's small database, 10,000 orders rows), three ways, one after "
+                  "another, each starting from no index and no ledger: a psql loop running `CREATE INDEX CONCURRENTLY` "
+                  "in each database (one psql process each, as a shell loop does); `playbooks/apply.yml` over one "
+                  "database (its fixed cost: gate, preflight, the background job, verification, report); and "
+                  "`playbooks/apply.yml` over one host carrying all of them in `indexops_databases`, in waves of "
+                  f"{' / '.join(str(w) for w in s['waves'])}: one pg_index run per wave, {s.get('wave_parallel')} "
+                  "databases at a time (`indexops_wave_parallel`), each with its own ledger job.", ""]
+        lines += table(["way", "wall s"],
+                       [["psql loop of CREATE INDEX CONCURRENTLY", num(s["psql_loop_s"], ".2f")],
+                        ["apply.yml over 1 database", num(s["single_apply_s"], ".2f")],
+                        [f"{s['databases']} x apply.yml over 1 database (computed)",
+                         num(s["single_apply_times_n_s"], ".1f")],
+                        [f"apply.yml over {s['databases']} databases in waves", num(s["fleet_apply_s"], ".2f")]])
+        lines += [f"Fixed cost of one apply (its wall time minus one psql build, median "
+                  f"{num(s['psql_each_median_s'])} s): {num(s['fixed_cost_s'], '.2f')} s. Over the databases the "
+                  "apply then costs "
+                  f"{num(s['per_database_s'], '.3f')} s per database beyond that; it is "
+                  f"{num(s['ratio_to_single_times_n'], '.3f')} x the time of {s['databases']} single-database "
+                  "applies.",
+                  ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

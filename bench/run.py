@@ -47,6 +47,11 @@ partitioned
     pg_index (ON ONLY, a concurrent build per partition, ATTACH), then pg_index's drop (a plain DROP INDEX
     under lock_timeout: PostgreSQL has no concurrent drop of a partitioned index). Raw CREATE INDEX
     CONCURRENTLY is not a contender: PostgreSQL refuses it on a partitioned table (recorded as such).
+fleet_apply
+    One change over --fleet-databases databases of one server (copies of status_scale's small database):
+    a psql loop of CREATE INDEX CONCURRENTLY in each database, playbooks/apply.yml over one database (its
+    fixed cost), and playbooks/apply.yml over one host carrying them all in indexops_databases, in waves
+    of 1 / 10 / rest (one pg_index run per wave). Wall times against 50 x one apply and the psql loop.
 polling
     The long pg_index build without writers, alone and with a poller that reads the build's status
     every --poll-interval-s (plugins/module_utils/status_read.py, what pg_index_status runs); the ratio
@@ -123,6 +128,8 @@ PLAYBOOK_TIMEOUT_S = 1800
 # Status over many databases of one host, as a multiple of status over one (issue 12).
 STATUS_50_LIMIT = 1.5
 STATUS_500_LIMIT = 3.0
+# Apply over N databases of one server <= this x a psql loop of CIC over them + one apply's fixed cost.
+FLEET_APPLY_LIMIT = 1.5
 
 
 class BenchError(RuntimeError):
@@ -1201,18 +1208,24 @@ def status_inventory(b: Bench, names: list[str]) -> Path:
     return base
 
 
-def run_status(b: Bench, inventory: Path, reports: Path) -> tuple[float, dict[str, Any]]:
-    cmd = [str(b.venv / "bin" / "ansible-playbook"), "-i", str(inventory), "playbooks/status.yml",
-           "-e", f"indexops_reports_dir={reports}"]
+def repo_playbook(b: Bench, playbook: str, inventory: Path, *extra: str) -> float:
+    """playbooks/<playbook>.yml of the repository over ``inventory``, as an operator runs it: its wall time
+    (a failed run is no figure)."""
+    cmd = [str(b.venv / "bin" / "ansible-playbook"), "-i", str(inventory), f"playbooks/{playbook}.yml", *extra]
     env = {**b.env, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
-    shutil.rmtree(reports, ignore_errors=True)
     began = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False,
                           timeout=PLAYBOOK_TIMEOUT_S)
     wall = time.monotonic() - began
     if proc.returncode:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-        raise BenchError(f"status.yml failed ({proc.returncode}):\n{tail}")
+        raise BenchError(f"{playbook}.yml failed ({proc.returncode}):\n{tail}")
+    return wall
+
+
+def run_status(b: Bench, inventory: Path, reports: Path) -> tuple[float, dict[str, Any]]:
+    shutil.rmtree(reports, ignore_errors=True)
+    wall = repo_playbook(b, "status", inventory, "-e", f"indexops_reports_dir={reports}")
     found = sorted(reports.glob("status-*.json"))
     if not found:
         raise BenchError(f"status.yml wrote no status-*.json into {reports}")
@@ -1276,6 +1289,126 @@ def scenario_status_scale(b: Bench) -> dict[str, Any]:
             "met_500": None if of_500 is None else of_500 <= STATUS_500_LIMIT}
 
 
+FLEET_CHANGE = "bench-fleet-email"
+FLEET_INDEX = "orders_email_idx"
+
+
+def fleet_change_dir(b: Bench) -> Path:
+    """A change file for the fleet apply: CREATE INDEX on the status template's public.orders (email)."""
+    base = b.tmp / "fleet-changes"
+    base.mkdir(exist_ok=True)
+    change = {"id": FLEET_CHANGE, "owner": "bench", "reason": "bench: one change over many databases",
+              "action": "create", "index": {"name": FLEET_INDEX, "table": "public.orders", "columns": ["email"]},
+              "expected": {"valid": True}, "rollback": {"note": "dropping the index is safe at any time"}}
+    (base / f"{FLEET_CHANGE}.yml").write_text(json.dumps(change, indent=2) + "\n")
+    return base
+
+
+def fleet_apply_inventory(b: Bench, names: list[str], label: str, fleet: bool) -> Path:
+    """One host (the server): every database in indexops_databases in waves of 1 / 10 / rest, or, for the
+    single-database apply, just indexops_db; policy as a non-production environment without a window."""
+    base = b.tmp / f"apply-inventory-{label}"
+    (base / "group_vars").mkdir(parents=True, exist_ok=True)
+    host = {"ansible_connection": "local", "ansible_python_interpreter": str(b.venv / "bin" / "python"),
+            "indexops_db": names[0]}
+    if fleet:
+        host.update(indexops_databases=names, indexops_waves=[1, 10, "rest"])
+    inventory = {"all": {"children": {"postgres": {"children": {"bench_apply": {"hosts": {"server": host}}}}}}}
+    policy = {"indexops_environment": "bench", "indexops_production": False, "indexops_enabled": True,
+              "indexops_require_rehearsal": False, "indexops_login_host": b.args.host,
+              "indexops_login_port": b.args.port, "indexops_login_user": b.args.user,
+              "indexops_changes_dir": str(fleet_change_dir(b)), "indexops_reports_dir": str(b.tmp / "fleet-reports")}
+    (base / "hosts.yml").write_text(json.dumps(inventory, indent=2) + "\n")
+    (base / "group_vars" / "bench_apply.yml").write_text(json.dumps(policy, indent=2) + "\n")
+    return base
+
+
+def fleet_indexed(b: Bench, names: list[str]) -> list[str]:
+    """The databases of ``names`` where public.orders_email_idx exists and is valid."""
+    done = []
+    for name in names:
+        params = {**b.conn_params, "dbname": name}
+        with contextlib.closing(psycopg2.connect(**params, connect_timeout=10)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT i.indisvalid FROM pg_catalog.pg_index i WHERE i.indexrelid = to_regclass(%s)",
+                        (f"public.{FLEET_INDEX}",))
+            row = cur.fetchone()
+            if row and row[0]:
+                done.append(name)
+    return done
+
+
+def fleet_drop(b: Bench, names: list[str]) -> None:
+    """Drop the index (and the ledger a run made) in every database, so the next contender starts equal."""
+    for name in names:
+        params = {**b.conn_params, "dbname": name}
+        with contextlib.closing(psycopg2.connect(**params, connect_timeout=10)) as conn, conn.cursor() as cur:
+            conn.autocommit = True
+            cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier("public", FLEET_INDEX)))
+            cur.execute("DROP SCHEMA IF EXISTS indexops CASCADE")
+
+
+def psql_loop(b: Bench, names: list[str]) -> tuple[float, list[float]]:
+    """CREATE INDEX CONCURRENTLY through psql in each database, one after another, as a shell loop does."""
+    statement = b.sql_text(sql.SQL("CREATE INDEX CONCURRENTLY {} ON {} ({})").format(
+        sql.Identifier(FLEET_INDEX), sql.Identifier("public", "orders"), sql.Identifier("email")))
+    began = time.monotonic()
+    each = []
+    for name in names:
+        cmd = [str(b.psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", f"{b.dsn()} dbname={name}", "-c", statement]
+        one = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=b.env, check=False, timeout=PLAYBOOK_TIMEOUT_S)
+        each.append(time.monotonic() - one)
+        if proc.returncode:
+            raise BenchError(f"psql failed ({proc.returncode}) in {name}: {proc.stderr.strip()}")
+    return time.monotonic() - began, each
+
+
+def scenario_fleet_apply(b: Bench) -> dict[str, Any]:
+    """apply.yml of one change over the databases of one server in waves of 1 / 10 / rest, against a psql
+    loop of CREATE INDEX CONCURRENTLY over the same databases and against one single-database apply."""
+    a = b.args
+    status_template(b)
+    try:
+        count = a.fleet_databases
+        names, created_s = status_databases(b, count + 1)
+        single, names = names[:1], names[1:]
+        log(f"fleet apply: {count} database(s) + 1 for the single apply ready, {created_s:.1f} s creating them")
+        loop_s, each = psql_loop(b, names)
+        if len(fleet_indexed(b, names)) != count:
+            raise BenchError("the psql loop did not build the index in every database")
+        fleet_drop(b, names)
+        log(f"  psql loop over {count} database(s): {loop_s:.2f} s (median {statistics.median(each):.3f} s each)")
+        change = ("-e", f"change={FLEET_CHANGE}")
+        single_s = repo_playbook(b, "apply", fleet_apply_inventory(b, single, "single", fleet=False), *change)
+        if fleet_indexed(b, single) != single:
+            raise BenchError("the single-database apply left no valid index")
+        log(f"  apply.yml over 1 database: {single_s:.2f} s")
+        fleet_s = repo_playbook(b, "apply", fleet_apply_inventory(b, names, "fleet", fleet=True), *change)
+        built = fleet_indexed(b, names)
+        if len(built) != count:
+            raise BenchError(f"apply.yml over {count} databases built the index in {len(built)}")
+        log(f"  apply.yml over {count} database(s) in waves 1 / 10 / rest: {fleet_s:.2f} s")
+    finally:
+        if not a.keep_table:
+            drop_status_databases(b)
+    fixed_s = single_s - statistics.median(each)
+    limit_s = FLEET_APPLY_LIMIT * loop_s + fixed_s
+    return {"databases": count, "waves": [1, 10, "rest"], "psql_loop_s": round(loop_s, 3),
+            "psql_each_median_s": round(statistics.median(each), 3), "single_apply_s": round(single_s, 3),
+            "fixed_cost_s": round(fixed_s, 3), "fleet_apply_s": round(fleet_s, 3),
+            "per_database_s": round((fleet_s - fixed_s) / count, 3),
+            "single_apply_times_n_s": round(single_s * count, 3), "limit_s": round(limit_s, 3),
+            "ratio_to_single_times_n": ratio(fleet_s, single_s * count), "met": fleet_s <= limit_s,
+            "wave_parallel": wave_parallel()}
+
+
+def wave_parallel() -> int | None:
+    """indexops_wave_parallel as the operation role's defaults set it (the bench's inventory leaves it)."""
+    defaults = (ROOT / "roles" / "indexops_operation" / "defaults" / "main.yml")
+    match = re.search(r"^indexops_wave_parallel:\s*(\d+)", defaults.read_text() if defaults.exists() else "", re.M)
+    return int(match.group(1)) if match else None
+
+
 def status_max_connections() -> int | None:
     """indexops_max_connections as the status role's defaults set it (the bench's inventory leaves it)."""
     defaults = (ROOT / "roles" / "indexops_status" / "defaults" / "main.yml").read_text()
@@ -1325,6 +1458,7 @@ SCENARIOS: dict[str, Scenario] = {
     "status_scale": Scenario(4, "Status scale", scenario_status_scale),
     "polling": Scenario(5, "Progress polling cost", scenario_polling),
     "partitioned": Scenario(6, "Write availability on a partitioned table", scenario_partitioned),
+    "fleet_apply": Scenario(7, "Apply over the databases of one server", scenario_fleet_apply),
 }
 
 
@@ -1599,6 +1733,27 @@ def evaluate_targets(results: dict[str, Any], args: argparse.Namespace) -> list[
             t["why"] = f"control: ansible.builtin.ping over the one host took {pings}"
         targets.append(t)
 
+    # 4b. Apply over the databases of one server, against a psql loop.
+    fa = s.get("fleet_apply", {})
+    t = {"id": "fleet_apply", "target": f"apply over {fa.get('databases', 50)} databases of one server in waves <= "
+                                        f"{FLEET_APPLY_LIMIT:g} x a psql loop of CIC + one apply's fixed cost",
+         "limit": f"{fa['limit_s']:.2f} s" if fa.get("limit_s") is not None else None}
+    if fa.get("fleet_apply_s") is None:
+        t.update(measured=None, met=None, why="fleet apply scenario did not run")
+    else:
+        t.update(measured=f"{fa['fleet_apply_s']:.2f} s (psql loop {fa['psql_loop_s']:.2f} s, one apply "
+                          f"{fa['single_apply_s']:.2f} s, {fa['databases']} x one apply "
+                          f"{fa['single_apply_times_n_s']:.1f} s)",
+                 met=fa["met"])
+        if not fa["met"]:
+            t["why"] = (f"beyond one apply's fixed cost, the waves cost {fa['per_database_s']:.3f} s per database, "
+                        f"against {fa['psql_each_median_s']:.3f} s for a psql build of this small table: each wave "
+                        "pays Ansible's cost of a step (starting the background job, following it, reading every "
+                        "database's status once per poll), and preflight and the listing read every database first. "
+                        "On tables whose build takes seconds the per-database build time dominates and these costs "
+                        "stay fixed")
+    targets.append(t)
+
     # 5. Polling cost.
     po = s.get("polling", {})
     t = {"id": "polling_cost", "target": "polled build time / unpolled <= 1.03", "limit": "<= 1.03"}
@@ -1747,6 +1902,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--status-targets", default="1,10,50,500",
                    help="status scale: databases of the one host per status.yml run")
     s.add_argument("--status-repeats", type=int, default=2, help="status scale: runs per size (median)")
+    s.add_argument("--fleet-databases", type=int, default=50, help="fleet apply: databases of the one server")
     s.add_argument("--poll-interval-s", type=float, default=2.0, help="polling: seconds between status reads")
     s.add_argument("--poll-repeats", type=int, default=2, help="polling: pairs of (unpolled, polled) builds")
     m = p.add_argument_group("what runs")

@@ -8,6 +8,8 @@
   or ``<db>: not checked: ...``.
 - ``indexops_wave_plan(databases, waves)``: apply / rollback over a server's databases in waves
   (indexops_waves, e.g. ``[1, 10, rest]``): the list of waves, each a list of database names.
+- ``indexops_wave_results(raw, databases, kind)``: what each database of a wave did, from the one pg_index run
+  over the wave (its database_results).
 - ``indexops_wave_outcome(plan, results)`` / ``indexops_wave_summary(rows)`` / ``indexops_wave_lines(rows)``:
   what each database of the plan ended as (done / unchanged / failed / not touched), counted and as lines.
 - ``indexops_wave_host(rows, kind, waves, stopped_after, budget)``: the report entry of such a host, with the
@@ -86,6 +88,35 @@ def _outcome(result):
     return "done" if result.get("changed") else "unchanged"
 
 
+def _first_line(text):
+    return str(text).strip().splitlines()[0] if str(text or "").strip() else None
+
+
+def _database_result(entry, kind):
+    """One database's entry of pg_index's database_results, as indexops_wave_outcome reads a step's result."""
+    done = entry.get("result") if isinstance(entry.get("result"), dict) else entry
+    return {"kind": kind, "database": entry.get("database"), "changed": bool(entry.get("changed")),
+            "action": done.get("action"), "duration_s": done.get("duration_s"),
+            "error": _first_line(entry.get("msg")) if entry.get("failed") else None,
+            "retry_safe": entry.get("retry_safe")}
+
+
+def indexops_wave_results(raw, databases, kind):
+    """What each database of a wave did, from the result of the one pg_index run over them (its
+    database_results). A run that failed before any database (refused input, a lost background job) is
+    every database's failure, with its message."""
+    raw = raw or {}
+    entries = {entry.get("database"): entry for entry in raw.get("database_results") or []}
+    out = {}
+    for database in databases or []:
+        entry = entries.get(database)
+        if entry is None:
+            entry = {"database": database, "failed": True, "changed": False, "retry_safe": raw.get("retry_safe"),
+                     "msg": raw.get("msg") or "the run over this wave returned no result for this database"}
+        out[database] = _database_result(entry, kind)
+    return out
+
+
 def indexops_wave_outcome(plan, results):
     """One row per database of the plan, in order: database, wave (1-based), outcome (done / unchanged /
     failed / not touched), action, duration_s, error (its first line). ``results`` maps a database to the
@@ -102,7 +133,7 @@ def indexops_wave_outcome(plan, results):
             error = result.get("error")
             rows.append({"database": database, "wave": number, "outcome": _outcome(result),
                          "action": result.get("action"), "duration_s": result.get("duration_s"),
-                         "error": str(error).strip().splitlines()[0] if error else None})
+                         "error": _first_line(error) if error else None})
     return rows
 
 
@@ -159,6 +190,7 @@ class FilterModule:
 
     def filters(self):
         return {"indexops_fleet_outcome": indexops_fleet_outcome, "indexops_fleet_lines": indexops_fleet_lines,
-                "indexops_wave_plan": indexops_wave_plan, "indexops_wave_outcome": indexops_wave_outcome,
+                "indexops_wave_plan": indexops_wave_plan, "indexops_wave_results": indexops_wave_results,
+                "indexops_wave_outcome": indexops_wave_outcome,
                 "indexops_wave_summary": indexops_wave_summary, "indexops_wave_lines": indexops_wave_lines,
                 "indexops_wave_host": indexops_wave_host}

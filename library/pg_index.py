@@ -260,6 +260,23 @@ options:
       - Keys are V(change_id), V(spec_digest), V(kind) (apply, rehearse or rollback),
         V(environment), V(owner), V(rollback_note), V(operator), V(override_reason).
     type: dict
+  databases:
+    description:
+      - Make the same change in each of these databases of the server, in one run (O(db) is then not used). Each
+        database gets its own connection, its own ledger job and its own entry in RV(database_results); one that
+        fails (it does not answer, a lock timeout, a unique violation, a refusal) is its own entry, with its error
+        and the cleanup of its own leftover, and does not stop the others.
+      - Bad options are refused once, before any database is connected to.
+      - Unset means the one database O(db), as before.
+    type: list
+    elements: str
+  max_connections:
+    description:
+      - With O(databases), how many databases are worked on at the same time. Each takes a session, plus one more
+        while it waits for other transactions; a concurrent build also uses the server's maintenance workers, so
+        keep it small on a busy server. At least 1.
+    type: int
+    default: 4
 extends_documentation_fragment:
   - indexops.core.connection
 attributes:
@@ -571,12 +588,31 @@ table:
   description: Table of the index, when it is known.
   returned: always
   type: str
+database_results:
+  description:
+    - With O(databases) only, one entry per database, in the order of O(databases). Each has C(database),
+      C(failed) and every key the one-database result has (RV(action), RV(sql), RV(duration_s), ...). A database
+      whose change failed has C(failed=true), C(msg) and C(retry_safe), and, after a failed expectation, the
+      whole result under C(result).
+    - The run fails when any database failed; its C(msg) counts them and gives the first one's error.
+  returned: with O(databases)
+  type: list
+  elements: dict
+  sample:
+    - {database: tenant_001, failed: false, changed: true, action: created, valid: true}
+    - {database: tenant_002, failed: true, retry_safe: true, msg: "lock timeout ... Nothing was changed ..."}
+databases_failed:
+  description: With O(databases), the databases whose change failed, in order.
+  returned: with O(databases)
+  type: list
+  elements: str
 """
 
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.indexops.core.plugins.module_utils import fleet
 from ansible_collections.indexops.core.plugins.module_utils.connection import (
     HAS_PSYCOPG2,
     connect,
@@ -637,6 +673,8 @@ def argument_spec():
         definition={"type": "str"},
         expected={"type": "dict"},
         ledger={"type": "dict"},
+        databases={"type": "list", "elements": "str"},
+        max_connections={"type": "int", "default": fleet.DEFAULT_MAX_CONNECTIONS},
     )
     return spec
 
@@ -678,20 +716,61 @@ def spec_params(params):
 def run(module):
     params = spec_params(module.params)
     safety = safety_from(params)
-    job = IndexJob(lambda: connect(params, f"indexops/{params['name']}"), safety, check_mode=module.check_mode,
+    state_call(params)  # a bad spec is refused here, before any database is connected to
+    if params["databases"] is None:
+        return run_one(params, safety, module.check_mode, module._diff)
+    fleet.check_options(params)
+    entries = fleet.each(params["databases"],
+                         lambda database: one_database({**params, "db": database}, safety, module.check_mode,
+                                                       module._diff),
+                         params["max_connections"])
+    return {"changed": any(entry.get("changed") for entry in entries), "database_results": entries,
+            "databases_failed": [entry["database"] for entry in entries if entry["failed"]]}
+
+
+def state_call(params):
+    """The IndexJob method for params' state, with its arguments bound: (method name, positional args, kwargs)."""
+    if params["state"] == "present":
+        spec = build_spec(params)
+        return spec.schema, spec.name, "state_present", (spec,), {}
+    name, schema, table = build_target(params)
+    if params["state"] == "absent":
+        return schema, name, "state_absent", (name, schema, table), {"drop_constraint": params["drop_constraint"]}
+    return schema, name, "state_rebuilt", (name, schema, table), {}
+
+
+def run_one(params, safety, check_mode, diff):
+    """The change in the one database params["db"]."""
+    job = IndexJob(lambda: connect(params, f"indexops/{params['name']}"), safety, check_mode=check_mode,
                    ledger=params["ledger"], expected=params["expected"], ledger_owner=params["ledger_owner"],
                    watch_connect=lambda: connect(params, f"indexops-watch/{params['name']}"))
+    schema, name, method, args, kwargs = state_call(params)  # each database its own spec object
     try:
-        if params["state"] == "present":
-            spec = build_spec(params)
-            return guarded(job, spec.schema, spec.name, lambda: job.state_present(spec))
-        name, schema, table = build_target(params)
-        if params["state"] == "absent":
-            return guarded(job, schema, name,
-                           lambda: job.state_absent(name, schema, table, drop_constraint=params["drop_constraint"]))
-        return guarded(job, schema, name, lambda: job.state_rebuilt(name, schema, table))
+        result = guarded(job, schema, name, lambda: getattr(job, method)(*args, **kwargs))
     finally:
         job.close()
+    if not diff:
+        result.pop("diff")
+    return result
+
+
+def one_database(params, safety, check_mode, diff):
+    """run_one in one database of O(databases): its failure is its entry (with the details a one-database
+    failure carries), never the run's."""
+    try:
+        return run_one(params, safety, check_mode, diff)
+    except IndexOpsError as exc:
+        return {"failed": True, "changed": False, "msg": exc.msg, "retry_safe": exc.retry_safe, **exc.details}
+    except Exception as exc:  # noqa: BLE001 - as main() words it, for this database only
+        return {"failed": True, "changed": False, "retry_safe": False, "msg": f"pg_index failed unexpectedly: {exc}",
+                "exception": traceback.format_exc()}
+
+
+def fleet_failure(result):
+    """The run's one line when databases failed: how many, and the first one's error."""
+    failed = [entry for entry in result["database_results"] if entry["failed"]]
+    return (f"{len(failed)} of {len(result['database_results'])} database(s) failed; the others are in "
+            f"database_results. {failed[0]['database']}: {failed[0]['msg']}")
 
 
 def guarded(job, schema, name, call):
@@ -721,8 +800,10 @@ def main():
         module.fail_json(msg=exc.msg, retry_safe=exc.retry_safe, **exc.details)
     except Exception as exc:  # an unexpected failure still gets one clear line and the traceback
         module.fail_json(msg=f"pg_index failed unexpectedly: {exc}", exception=traceback.format_exc())
-    if not module._diff:
-        result.pop("diff")
+    if result.get("databases_failed"):
+        module.fail_json(msg=fleet_failure(result),
+                         retry_safe=all(entry.get("retry_safe") for entry in result["database_results"]
+                                        if entry["failed"]), **result)
     module.exit_json(**result)
 
 

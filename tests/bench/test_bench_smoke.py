@@ -32,10 +32,10 @@ RUN = ROOT / "bench" / "run.py"
 ROWS = 20_000
 CONTENDERS = ("plain", "concurrent", "pg_index")
 SCENARIOS = ("write_availability", "long_build", "lock_queue", "drop_long_reader", "reporting_workload",
-             "status_scale", "polling", "partitioned")
+             "status_scale", "polling", "partitioned", "fleet_apply")
 TARGETS = {"pg_index_max_stall", "plain_ddl_stall", "pg_index_writes_vs_cic", "pg_index_wall_overhead",
-           "status_scale", "status_scale_500", "polling_cost", "reporting_attempts", "reporting_build_time",
-           "drop_long_reader"}
+           "status_scale", "status_scale_500", "fleet_apply", "polling_cost", "reporting_attempts",
+           "reporting_build_time", "drop_long_reader"}
 REPORT_S = 1.0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -91,8 +91,9 @@ def test_bench_harness_runs_on_a_tiny_table(db, tmp_path):
            "--baseline-s", "0.3", "--after-s", "0.3", "--hold-s", "2.5", "--lq-lead-s", "0.2",
            "--report-s", str(REPORT_S), "--report-every-s", "0.5",
            "--poll-interval-s", "0.2", "--poll-repeats", "1", "--status-targets", "1,2", "--status-repeats", "1",
-           "--partitions", "3", "--contenders", ",".join(CONTENDERS), "--out-dir", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
+           "--partitions", "3", "--fleet-databases", "3", "--contenders", ",".join(CONTENDERS),
+           "--out-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=420, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     res = json.loads((tmp_path / "results.json").read_text())
@@ -188,8 +189,16 @@ def test_bench_harness_runs_on_a_tiny_table(db, tmp_path):
     assert part["rows"][2]["module"]["action"] == "dropped"
     assert db.fetchval("SELECT relkind FROM pg_catalog.pg_class WHERE relname = 'bench_orders'") in (None, "r")
 
+    fleet = res["scenarios"]["fleet_apply"]
+    assert fleet["databases"] == 3 and fleet["waves"] == [1, 10, "rest"]
+    assert fleet["psql_loop_s"] > 0 and fleet["single_apply_s"] > 0 and fleet["fleet_apply_s"] > 0
+    assert abs(fleet["single_apply_times_n_s"] - fleet["single_apply_s"] * 3) < 0.01
+    assert db.fetchall("SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s",
+                       (db.name + "_st_%",)) == []  # the fleet's databases are dropped again
+
     targets = {t["id"]: t for t in res["targets"]}
     assert set(targets) == TARGETS
+    assert targets["fleet_apply"]["met"] is fleet["met"] and "psql loop" in targets["fleet_apply"]["measured"]
     assert all(t["met"] in (True, False, None) for t in targets.values())
     assert targets["status_scale"]["met"] is None and "not 1 to 50" in targets["status_scale"]["why"]
 

@@ -176,12 +176,15 @@ def test_apply_goes_over_a_servers_databases_in_waves_stops_at_a_failure_and_a_r
     assert stopped in failure, failure
     assert 'could not create unique index "orders_ref_uq". Key (ref)=(1) is duplicated' in failure, failure
     assert f"Done 10, unchanged 0, not touched {len(rest)}. Rerunning is safe" in failure, failure
-    # Every progress line names its database (a job done before the first poll prints none).
-    progress = [line for line in run.stdout.splitlines()
-                if line.startswith("stg-server") and "public.orders_ref_uq " in line
-                and ("no build running" in line or "building" in line)]
-    assert progress, run.describe()
-    assert all(line.split(":")[0].removeprefix("stg-server db ") in fleet.names for line in progress), progress
+    # A wave is one pg_index run: each poll counts its databases by state and names each database whose
+    # build runs; the count line comes once more when the run has ended.
+    counts = [line for line in run.stdout.splitlines() if line.startswith(f"stg-server: change {UNIQUE_CHANGE} over ")]
+    assert counts, run.describe()
+    assert all(line.split(" over ")[1].split(" database(s): ")[0] in ("1", "10") for line in counts), counts
+    assert "stg-server: change orders-ref-unique over 1 database(s): 1 done" in counts, counts
+    assert "stg-server: change orders-ref-unique over 10 database(s): 9 done, 1 failed" in counts, counts
+    building = [line for line in run.stdout.splitlines() if line.startswith("stg-server db ")]
+    assert all(line.split(":")[0].removeprefix("stg-server db ") in fleet.names[:11] for line in building), building
     # The database decided: the index where it was built, none (and no invalid leftover) elsewhere.
     assert has_index(fleet, canary[0]) == (True,)
     assert has_index(fleet, broken) is None, "a failed build leaves no invalid index of ours"

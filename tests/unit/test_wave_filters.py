@@ -65,3 +65,25 @@ def test_host_entry_fails_with_one_line_that_names_the_failed_and_counts_the_res
     clean = fleet.indexops_wave_host(fleet.indexops_wave_outcome([["a"]], {"a": {"changed": False, "action": "none"}}),
                                      "apply", 1)
     assert clean["error"] is None and clean["valid"] and not clean["changed"]
+
+
+def test_wave_results_read_each_database_of_the_one_run_and_a_run_refused_before_any_is_every_ones_failure():
+    raw = {"failed": True, "msg": "1 of 3 database(s) failed; ...", "database_results": [
+        {"database": "a", "failed": False, "changed": True, "action": "created", "duration_s": 0.4},
+        {"database": "b", "failed": True, "changed": False, "retry_safe": True, "msg": "lock timeout\nsecond line"},
+        {"database": "c", "failed": True, "changed": False, "msg": "expectation broken",
+         "result": {"action": "created", "duration_s": 1.5}},
+    ]}
+
+    got = fleet.indexops_wave_results(raw, ["a", "b", "c"], "apply")
+
+    assert got["a"] == {"kind": "apply", "database": "a", "changed": True, "action": "created", "duration_s": 0.4,
+                        "error": None, "retry_safe": None}
+    assert got["b"]["error"] == "lock timeout" and got["b"]["retry_safe"] is True and got["b"]["action"] is None
+    assert got["c"]["error"] == "expectation broken" and got["c"]["action"] == "created"
+    rows = fleet.indexops_wave_outcome([["a", "b", "c"]], got)
+    assert [row["outcome"] for row in rows] == ["done", "failed", "failed"]
+
+    refused = fleet.indexops_wave_results({"failed": True, "msg": "lock_timeout is 'soon'", "retry_safe": False},
+                                    ["a", "b"], "apply")
+    assert [refused[name]["error"] for name in ("a", "b")] == ["lock_timeout is 'soon'"] * 2

@@ -9,9 +9,12 @@ table make its build fail there and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from tests.conftest import fresh_database
+from tests.integration.helpers_fleet import Fleet
 from tests.playbooks.test_flows import ok, seed_orders
 from tests.playbooks.test_status import Runner, index_oid, ledger_jobs, runner  # noqa: F401 - the fixture
 
@@ -167,3 +170,24 @@ def test_a_bad_rollout_is_refused_in_one_line_before_anything_connects(servers, 
     assert untouched(servers.canary) and untouched(servers.second)
     assert not servers.canary.fetchval("SELECT to_regclass('indexops.jobs') IS NOT NULL")
     assert not servers.second.fetchval("SELECT to_regclass('indexops.jobs') IS NOT NULL")
+
+
+def test_a_server_carrying_many_databases_is_one_host_of_the_rollout_and_goes_after_the_canary(servers):
+    with Fleet(servers.second, 3) as tenants:
+        inventory = servers.inventory({"indexops_databases": tenants.names, "indexops_waves": [1, "rest"]}, **ROLLOUT)
+
+        run = servers.run("apply", inventory)
+
+        ok(run)
+        assert f"in 2 batch(es): {CANARY} | {SECOND}" in run.stdout, run.describe()
+        canary_done = job_times(servers.canary, "apply")[1]
+        for name in tenants.names:
+            with contextlib.closing(tenants.connect(name)) as conn, conn.cursor() as cur:
+                cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{INDEX}",))
+                assert cur.fetchone()[0], f"no index in {name}"
+                cur.execute("SELECT min(started_at) FROM indexops.jobs WHERE change_id = %s", (CHANGE,))
+                assert canary_done <= cur.fetchone()[0], f"{name} started before the canary server was done"
+        assert untouched(servers.second), "the host's databases are the list, not indexops_db"
+        host = servers.report()["hosts"][SECOND]
+        assert host["counts"] == {"done": 3, "unchanged": 0, "failed": 0, "not touched": 0}, host
+        assert [row["database"] for row in host["databases"]] == tenants.names

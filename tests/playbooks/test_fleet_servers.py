@@ -109,6 +109,7 @@ def test_the_canary_server_goes_first_a_failure_there_stops_the_rollout_and_a_re
     assert report["rollout"]["batches"] == [[CANARY], [SECOND]]
     markdown = servers.markdown()
     assert f"## Host `{SECOND}`\n\n**not reached**: its batch has not run" in markdown, markdown
+    assert f"Not reached, their batch has not run, nothing ran there: {SECOND}." in markdown, markdown
 
     canary.execute("UPDATE public.orders SET ref = id")
     reports_before = len(servers.runner.flows.reports(CHANGE))

@@ -192,3 +192,15 @@ def test_a_server_carrying_many_databases_is_one_host_of_the_rollout_and_goes_af
         host = servers.report()["hosts"][SECOND]
         assert host["counts"] == {"done": 3, "unchanged": 0, "failed": 0, "not touched": 0}, host
         assert [row["database"] for row in host["databases"]] == tenants.names
+
+
+def test_a_no_go_on_a_later_batchs_server_stops_the_change_before_the_canary_changes_anything(servers):
+    servers.second.execute(f"CREATE INDEX {INDEX} ON public.orders (id)")  # the name is taken there: a no-go
+
+    run = servers.run("apply", servers.inventory(**ROLLOUT))
+
+    assert run.returncode != 0, run.describe()
+    assert f"FAILED {SECOND}: no-go on {SECOND}: index_name: " in run.failures, run.describe()
+    assert untouched(servers.canary), "the canary's batch must not start after a no-go on any server"
+    assert "PLAY [Apply index change" not in run.stdout, run.describe()
+    assert servers.runner.flows.reports(CHANGE) == [], "no DDL ran, so no apply report"

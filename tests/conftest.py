@@ -13,11 +13,16 @@ Servers
     that exercise the control node run on the embedded server and the DSNs. Set
     INDEXOPS_TEST_EVERYTHING_ON_EVERY_VERSION=1 to run everything everywhere.
 
+    ``second_server`` (function) is another server than ``pg_server`` for tests over two servers as two hosts: the
+    first DSN of INDEXOPS_TEST_DSNS, then 127.0.0.1:5432 (user postgres), that answers; when none does,
+    ``pg_server`` itself (the tests then use a second database there).
+
     ``owned_server`` is true for servers the suite started itself: only those may be restarted,
     replicated or reconfigured by a test (the fault matrix).
 
 Databases
-    ``db`` (function) is a fresh, empty database on ``pg_server``, dropped after the test.
+    ``db`` (function) is a fresh, empty database on ``pg_server``, dropped after the test;
+    ``fresh_database(server)`` makes one more, on any server.
 
 Imports
     ``ansible_collections.indexops.core.plugins.module_utils`` resolves to the in-repository collection
@@ -85,6 +90,18 @@ class PgServer:
         conn = psycopg2.connect(**self.params_for(dbname or self.maintenance_db), connect_timeout=10)
         conn.autocommit = autocommit
         return conn
+
+    def probe(self) -> None:
+        """Connect once and note the server's version; raises psycopg2.OperationalError when it does not answer."""
+        with contextlib.closing(self.connect()) as conn:
+            self.server_version_num = conn.server_version
+
+
+def dsn_server(dsn: str, test_id: str) -> PgServer:
+    """A server given by a libpq DSN (its maintenance database postgres unless the DSN names one)."""
+    parsed = psycopg2.extensions.parse_dsn(dsn)
+    parsed.setdefault("dbname", "postgres")
+    return PgServer(id=test_id, kind="dsn", conn_params=parsed)
 
 
 def _dsn_quote(value: Any) -> str:
@@ -164,12 +181,9 @@ def pg_server(request) -> PgServer:
         sandbox = request.getfixturevalue("version_sandboxes")(dsn)
         server = PgServer(id=test_id, kind="binaries", conn_params=sandbox.conn_params("postgres"), sandbox=sandbox)
     else:
-        parsed = psycopg2.extensions.parse_dsn(dsn)
-        parsed.setdefault("dbname", "postgres")
-        server = PgServer(id=test_id, kind="dsn", conn_params=parsed)
+        server = dsn_server(dsn, test_id)
     try:
-        with contextlib.closing(server.connect()) as conn:
-            server.server_version_num = conn.server_version
+        server.probe()
     except psycopg2.OperationalError as exc:
         pytest.fail(f"cannot connect to test server {server.dsn()!r}: {exc}", pytrace=False)
     return server
@@ -263,18 +277,58 @@ def _drop_database(server: PgServer, name: str) -> None:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-@pytest.fixture
-def db(pg_server: PgServer) -> TestDatabase:
-    """A fresh, uniquely named database (indexops_t_<hex>) on each server under test."""
+@contextlib.contextmanager
+def fresh_database(server: PgServer):
+    """A fresh, uniquely named database (indexops_t_<hex>) on ``server``, dropped at the end."""
     name = f"{TEST_DB_PREFIX}{uuid.uuid4().hex[:12]}"
-    with contextlib.closing(pg_server.connect()) as conn, conn.cursor() as cur:
+    with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    database = TestDatabase(server=pg_server, name=name)
+    database = TestDatabase(server=server, name=name)
     try:
         yield database
     finally:
         database.close()
-        _drop_database(pg_server, name)
+        _drop_database(server, name)
+
+
+@pytest.fixture
+def db(pg_server: PgServer) -> TestDatabase:
+    """A fresh, uniquely named database (indexops_t_<hex>) on each server under test."""
+    with fresh_database(pg_server) as database:
+        yield database
+
+
+# The PostgreSQL a developer machine often runs besides the suite's own (trust auth), tried as a second server.
+LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+def _answering(dsn: str, test_id: str) -> PgServer | None:
+    server = dsn_server(dsn, test_id)
+    try:
+        server.probe()
+    except psycopg2.OperationalError:
+        return None
+    return server
+
+
+def _same_server(a: PgServer, b: PgServer) -> bool:
+    def where(server):
+        params = server.conn_params
+        return (params.get("host", ""), str(params.get("port", 5432)))
+    return where(a) == where(b)
+
+
+@pytest.fixture
+def second_server(pg_server: PgServer) -> PgServer:
+    """Another PostgreSQL server than ``pg_server``, for tests over two servers: the first of INDEXOPS_TEST_DSNS,
+    then 127.0.0.1:5432, that answers and is not ``pg_server``; when none does, ``pg_server`` itself (the second
+    server is then a second database cluster-wide, still real PostgreSQL)."""
+    raw = [d.strip() for d in os.environ.get("INDEXOPS_TEST_DSNS", "").split(",") if d.strip()]
+    for n, dsn in enumerate([*raw, LOCAL_DSN], start=1):
+        server = _answering(dsn, f"second{n}")
+        if server is not None and not _same_server(server, pg_server):
+            return server
+    return pg_server
 
 
 # --------------------------------------------------------------------------- what runs where

@@ -109,12 +109,17 @@ class Flows:
             "WHERE n.nspname = 'public' AND c.relname = %s", (name,))
 
 
-def new_flows(db, run_playbook, environment_inventory, tmp_path, *statements) -> Flows:
-    """public.orders as in the sandbox (3,000 rows), then ``statements`` (more demo tables), and a copy of
-    the repository's change files in a temporary directory: the start of every flows test module."""
+def seed_orders(db) -> None:
+    """public.orders as in the sandbox, 3,000 rows, analyzed."""
     db.execute(ORDERS_DDL)
     db.execute(ORDERS_SEED, {"rows": ROWS})
     db.execute("ANALYZE public.orders")
+
+
+def new_flows(db, run_playbook, environment_inventory, tmp_path, *statements) -> Flows:
+    """public.orders as in the sandbox (3,000 rows), then ``statements`` (more demo tables), and a copy of
+    the repository's change files in a temporary directory: the start of every flows test module."""
+    seed_orders(db)
     for statement in statements:
         db.execute(statement)
     changes_dir = tmp_path / "changes"

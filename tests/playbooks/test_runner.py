@@ -26,16 +26,15 @@ import pytest
 import yaml
 from psycopg2 import sql
 
-from scripts.sandbox import ORDERS_DDL, ORDERS_SEED
 from tests.pg_index_runner import run_module
 from tests.playbooks.conftest import VENV_BIN, VENV_PYTHON
+from tests.playbooks.test_flows import seed_orders
 
 pytestmark = pytest.mark.playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANGE = "orders-customer-created"
 INDEX = "orders_customer_created_idx"
-ROWS = 3000
 OPERATOR = "alice"
 # What AWX checks out of the project: everything ansible-playbook reads from the repository.
 PROJECT_CONTENT = ("ansible.cfg", "library", "collections", "action_plugins", "filter_plugins", "roles",
@@ -61,12 +60,6 @@ def production_db(db):
         with contextlib.closing(db.server.connect()) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def seed(database):
-    database.execute(ORDERS_DDL)
-    database.execute(ORDERS_SEED, {"rows": ROWS})
-    database.execute("ANALYZE public.orders")
 
 
 def connection(database) -> dict[str, Any]:
@@ -229,8 +222,8 @@ def digest_of(change_file: Path) -> str:
 def test_rehearse_and_apply_through_ansible_runner_with_the_gate_reading_staging_s_ledger(
         db, production_db, tmp_path):
     staging, production = db, production_db
-    seed(staging)
-    seed(production)
+    seed_orders(staging)
+    seed_orders(production)
     production_vars = policy("production", production, indexops_rehearsal_source="ledger",
                              indexops_rehearsal_ledger=connection(staging))
 

@@ -110,12 +110,15 @@ def stop(proc):
         proc.wait(30)
 
 
-def env_inventory(base: Path, env: str, host: str, **policy: Any) -> Path:
-    """inventories/<env>/ as the repository shapes it: group <env> under postgres, group_vars/<env>.yml."""
+def env_inventory(base: Path, env: str, host: str, *, more_hosts: dict[str, dict[str, Any]] | None = None,
+                  **policy: Any) -> Path:
+    """inventories/<env>/ as the repository shapes it: group <env> under postgres, group_vars/<env>.yml.
+    ``more_hosts`` adds hosts after ``host``, in order, each with its host vars (e.g. its own connection)."""
     root = base / f"inventory-{env}"
     (root / "group_vars").mkdir(parents=True, exist_ok=True)
-    hosts = {"all": {"children": {"postgres": {"children": {env: {"hosts": {host: {
-        "ansible_connection": "local", "ansible_python_interpreter": str(VENV_PYTHON)}}}}}}}}
+    local = {"ansible_connection": "local", "ansible_python_interpreter": str(VENV_PYTHON)}
+    members = {host: dict(local), **{name: {**local, **hostvars} for name, hostvars in (more_hosts or {}).items()}}
+    hosts = {"all": {"children": {"postgres": {"children": {env: {"hosts": members}}}}}}
     (root / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     values = {"indexops_environment": env, "indexops_production": False, "indexops_require_rehearsal": False,
               **COMMON_POLICY, **policy}
@@ -130,8 +133,8 @@ class Runner:
         self.flows = flows
         self.tmp_path = tmp_path
 
-    def inventory(self, env="local", host="pgtest", db=None, **policy):
-        return env_inventory(self.tmp_path, env, host, **{
+    def inventory(self, env="local", host="pgtest", db=None, more_hosts=None, **policy):
+        return env_inventory(self.tmp_path, env, host, more_hosts=more_hosts, **{
             **connection_vars(db or self.flows.db), "indexops_changes_dir": str(self.flows.changes_dir),
             "indexops_reports_dir": str(self.flows.reports_dir), "indexops_poll_interval": 1, **policy})
 

@@ -310,6 +310,11 @@ rehearsal:
     table_rows_estimate:
       description: Estimated rows of the rehearsal's table (source V(ledger) only).
       type: int
+    databases:
+      description:
+        - Over how many databases the rehearsal was measured (source V(reports) only); over more than one (a server's
+          databases in waves), RV(rehearsal.duration_s) and RV(rehearsal.table_bytes) are the slowest database's.
+      type: int
     digest:
       description: The change digest the rehearsal ran with.
       type: str

@@ -135,9 +135,10 @@ def ledger_of(fleet, name, change=UNIQUE_CHANGE):
         return cur.fetchall()
 
 
-def wave_lines(run):
+def wave_lines(run, host="stg-server"):
+    """{database: what its console line says it ended as} of the run's host."""
     return {line.split(" (wave")[0]: line.split(": ", 1)[1]
-            for line in (line.strip().removeprefix("stg-server: ") for line in run.task_output(WAVES_TASK).splitlines())
+            for line in (line.strip().removeprefix(f"{host}: ") for line in run.task_output(WAVES_TASK).splitlines())
             if " (wave " in line}
 
 

@@ -418,7 +418,9 @@ def test_rehearse_applies_measures_rolls_back_and_applies_again(flows):
     assert [steps[name]["action"] for name in ("apply", "rollback", "reapply")] == ["created", "dropped", "created"]
     measurements = report["measurements"]
     assert set(measurements) == {"duration_s", "size_bytes", "lock_wait_s", "txn_wait_s", "table_bytes",
-                                 "table_rows_estimate", "rollback_duration_s", "reapply_duration_s"}
+                                 "table_rows_estimate", "rollback_duration_s", "reapply_duration_s", "databases",
+                                 "database"}
+    assert measurements["databases"] == 1, "one database measured (a fleet host's rehearsal counts them all)"
     assert measurements["txn_wait_s"] >= 0
     assert measurements["duration_s"] > 0 and measurements["size_bytes"] > 0 and measurements["table_bytes"] > 0
     assert measurements["table_rows_estimate"] == ROWS

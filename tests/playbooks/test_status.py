@@ -142,9 +142,10 @@ class Runner:
         return {**({"change": change} if change else {}), "indexops_changes_dir": str(self.flows.changes_dir),
                 "indexops_reports_dir": str(self.flows.reports_dir), **(extra or {})}
 
-    def run(self, playbook, inventories, *, change=CHANGE, extra=None):
+    def run(self, playbook, inventories, *, change=CHANGE, extra=None, **options):
+        """``options``: run_playbook's (check=True for --check, timeout=... for a long run)."""
         return self.flows.run_playbook(f"playbooks/{playbook}.yml", inventory=inventories,
-                                       extra_vars=self.extra(extra, change), env={"USER": OPERATOR})
+                                       extra_vars=self.extra(extra, change), env={"USER": OPERATOR}, **options)
 
     def start(self, playbook, inventories, *, change=CHANGE, extra=None, name="background", plain=()):
         """ansible-playbook in its own process group (killable as a whole), output to a file.

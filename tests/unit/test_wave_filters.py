@@ -87,3 +87,61 @@ def test_wave_results_read_each_database_of_the_one_run_and_a_run_refused_before
     refused = fleet.indexops_wave_results({"failed": True, "msg": "lock_timeout is 'soon'", "retry_safe": False},
                                     ["a", "b"], "apply")
     assert [refused[name]["error"] for name in ("a", "b")] == ["lock_timeout is 'soon'"] * 2
+
+
+# --------------------------------------------------------------------------- a rehearsal over the databases
+
+def rehearsed(duration_s, size_bytes=8192, error=None, failed_step=None, first="created"):
+    """A database's rehearsal result as roles/indexops_operation/tasks/rehearse.yml keeps it."""
+    ok = {"rollback": {"action": "dropped", "duration_s": 0.2, "error": None},
+          "reapply": {"action": "created", "duration_s": 0.3, "error": None}}
+    steps = {"apply": {"action": None if error else first, "duration_s": duration_s, "error": error}, **(
+        {"rollback": {"action": "skipped", "error": None}, "reapply": {"action": "skipped", "error": None}}
+        if error else ok)}
+    return {"changed": not error, "action": None if error else first, "duration_s": duration_s,
+            "size_bytes": size_bytes, "lock_wait_s": 0.0, "txn_wait_s": None, "table_bytes": 65536,
+            "table_rows_estimate": 3000,
+            "steps": steps, "failed_step": failed_step, "error": error}
+
+
+def test_a_rehearsal_row_has_its_steps_and_its_line_says_each_step_and_the_one_that_failed():
+    plan = [["a"], ["b", "c"], ["d"]]
+    results = {"a": rehearsed(0.5), "b": rehearsed(0.1, first="none"),
+               "c": rehearsed(None, error="could not create unique index \"x\"\nDETAIL: Key (ref)=(1)",
+                              failed_step="apply")}
+    rows = fleet.indexops_wave_outcome(plan, results)
+    assert [row["outcome"] for row in rows] == ["done", "done", "failed", "not touched"]
+    assert rows[2]["step"] == "apply" and rows[2]["steps"]["apply"]["error"] == 'could not create unique index "x"'
+    assert fleet.indexops_wave_steps(rows[2]) == "apply failed, rollback skipped, reapply skipped"
+    assert fleet.indexops_wave_lines(rows) == [
+        "a (wave 1): done: apply created, rollback dropped, reapply created",
+        "b (wave 2): done: apply none, rollback dropped, reapply created",
+        'c (wave 2): FAILED at apply: could not create unique index "x"', "d (wave 3): not touched"]
+    host = fleet.indexops_wave_host(rows, "rehearse", 3, 2, 0)
+    assert 'c (apply): could not create unique index "x". Done 2, unchanged 0, not touched 1.' in host["error"]
+    assert "it rehearses every database again" in host["error"]
+    assert host["measurements"] is None, "a rehearsal where a database failed is no evidence"
+
+
+def test_check_mode_lines_say_what_would_be_done_not_done():
+    rows = fleet.indexops_wave_outcome([["a", "b"]], {"a": rehearsed(0.0), "b": {"changed": False, "action": "none"}})
+    assert fleet.indexops_wave_lines(rows, True) == [
+        "a (wave 1): would create the index, then roll it back and apply it again (check mode: nothing ran)",
+        "b (wave 1): would leave the index as it is (already as specified) (check mode: nothing ran)"]
+
+
+def test_the_evidence_of_a_rehearsal_over_many_databases_is_the_slowest_and_says_over_how_many():
+    rows = fleet.indexops_wave_outcome([["a", "b", "c"]], {
+        "a": rehearsed(0.5, 100), "b": rehearsed(2.5, 300), "c": rehearsed(1.0, 900)})
+    host = fleet.indexops_wave_host(rows, "rehearse", 1)
+    assert host["measurements"] == {"duration_s": 2.5, "size_bytes": 300, "lock_wait_s": 0.0, "txn_wait_s": 0,
+                                    "table_bytes": 65536, "table_rows_estimate": 3000, "rollback_duration_s": 0.2,
+                                    "reapply_duration_s": 0.3, "databases": 3, "database": "b"}
+    # Over hosts: a fleet host counts its databases, a host's own database counts one.
+    single = {**rehearsed(3.0, 50), "database": None}
+    both = fleet.indexops_rehearse_measurements([host, single])
+    assert both["duration_s"] == 3.0 and both["database"] is None and both["databases"] == 4
+    assert fleet.indexops_rehearse_measurements([host, rehearsed(None, error="boom", failed_step="apply")]) is None
+    assert fleet.indexops_rehearse_measurements([]) is None
+    untouched = fleet.indexops_wave_outcome([["a"], ["b"]], {"a": rehearsed(0.5)})
+    assert fleet.indexops_wave_host(untouched, "rehearse", 2)["measurements"] is None

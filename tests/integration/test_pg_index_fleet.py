@@ -11,8 +11,11 @@ import contextlib
 
 import pytest
 
+from tests.conftest import TestDatabase
 from tests.integration.helpers_catalog import create_table
 from tests.integration.helpers_fleet import Fleet
+from tests.integration.test_busy import LOCK_TIMEOUT, ReportingLoad, Writer, assert_no_write_stall
+from tests.integration.test_pg_index_failures import index_state, make_table
 from tests.pg_index_runner import run_module
 
 COUNT = 12
@@ -120,3 +123,31 @@ def test_bad_input_over_databases_is_refused_before_any_database_changes(fleet, 
     assert "database_results" not in result, "refused once, before any database"
     assert result["retry_safe"] is False
     assert all(index_of(fleet, name) is None and jobs_of(fleet, name) == [] for name in names)
+
+
+def test_over_databases_with_writers_and_multisecond_readers_every_build_finishes_and_no_write_stalls(db):
+    """Production as it is: in two databases of the fleet a writer inserts into the indexed table (its own
+    lock_timeout is lock_timeout + 250 ms) and reporting statements of 2 s always hold a snapshot."""
+    make_table(db, rows=5000)
+    db.execute("CREATE TABLE public.reports AS SELECT g AS id FROM generate_series(1, 1000) g")
+    with Fleet(db, 4) as fleet:
+        busy = [TestDatabase(db.server, name) for name in fleet.names[:2]]
+        with contextlib.ExitStack() as load:
+            readers = [load.enter_context(ReportingLoad(target)) for target in busy]
+            writers = [load.enter_context(Writer(target)) for target in busy]
+            result = run_module("pg_index", {**db.params, "databases": fleet.names, "max_connections": 2,
+                                             "name": "t_status_idx", "table": "t", "columns": ["status"],
+                                             "lock_timeout": LOCK_TIMEOUT, "lock_retries": 3, "ledger": LEDGER})
+        for target in busy:
+            target.close()
+
+        assert result.get("failed") is not True, result.get("msg")
+        entries = {entry["database"]: entry for entry in result["database_results"]}
+        assert all(entry["action"] == "created" and entry["attempts"] == 1 and entry["lock_wait_s"] == 0
+                   for entry in entries.values()), entries
+        # The busy databases' builds waited for the readers' snapshots, far longer than lock_timeout, and finished.
+        assert all(entries[target.name]["txn_wait_s"] > 0.5 for target in busy), entries
+        assert all(reader.errors == [] for reader in readers)
+        for writer in writers:
+            assert_no_write_stall(writer)
+        assert all(index_state(TestDatabase(db.server, name), "t_status_idx") == (True, True) for name in fleet.names)

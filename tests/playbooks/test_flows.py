@@ -725,6 +725,8 @@ def test_a_mistyped_change_id_names_the_ids_that_exist_and_the_closest(flows):
 BAD_POLICY = {
     "retries-not-a-number": ({"indexops_lock_retries": "many"}, (), "indexops_lock_retries"),
     "no-retries": ({"indexops_lock_retries": 0}, (), "refused: indexops_lock_retries is 0"),
+    "no-wave-parallel": ({"indexops_wave_parallel": 0}, (), "refused: indexops_wave_parallel is 0 in the production "
+                         "policy; expected at least 1 database at a time"),
     "kill-switch-not-a-bool": ({"indexops_enabled": "maybe"}, (), "indexops_enabled"),
     "window-bad-day": ({"indexops_maintenance_window": {**WINDOW, "days": ["funday"]}}, (), "funday"),
     "no-environment-name": ({}, ("indexops_environment",), "missing required arguments: indexops_environment"),
